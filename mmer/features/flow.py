@@ -1,0 +1,164 @@
+"""Optical flow, optical strain and per-ROI motion statistics on grey face crops.
+
+Three flow methods, picked by cost (measured on this machine, DESIGN.md): DIS (about 1 ms on a
+128 px crop) for every frame online, Farneback (about 2 ms) as a denser classic, and TV-L1
+(opencv-contrib ``cv2.optflow``, about 150 ms) once per candidate, where quality matters more than
+speed. All functions take and return plain numpy arrays so that recognition features and the
+spotter share them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "FLOW_METHODS",
+    "optical_flow",
+    "optical_strain",
+    "flow_magnitude_direction",
+    "remove_head_motion",
+    "roi_motion",
+    "RoiMotion",
+]
+
+FLOW_METHODS = ("dis", "farneback", "tvl1")
+
+# OpenCV flow objects hold per-call scratch buffers and are not thread-safe: one set per thread.
+_local = threading.local()
+
+
+def _dis() -> cv2.DISOpticalFlow:
+    dis = getattr(_local, "dis", None)
+    if dis is None:
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        _local.dis = dis
+    return dis
+
+
+def _tvl1():
+    tvl1 = getattr(_local, "tvl1", None)
+    if tvl1 is None:
+        if not hasattr(cv2, "optflow"):
+            raise RuntimeError("TV-L1 needs opencv-contrib-python (cv2.optflow is missing)")
+        tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
+        _local.tvl1 = tvl1
+    return tvl1
+
+
+def _check_grey(image: np.ndarray, name: str) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim != 2:
+        raise ValueError(f"{name} must be a grey HxW image, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{name} must be uint8, got {image.dtype}")
+    if min(image.shape) < 8:
+        raise ValueError(f"{name} is too small for optical flow: {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def optical_flow(prev: np.ndarray, nxt: np.ndarray, *, method: str = "dis") -> np.ndarray:
+    """Dense optical flow from ``prev`` to ``nxt``.
+
+    Parameters
+    ----------
+    prev, nxt : ndarray of uint8, shape (H, W)
+        Grey images of the same size (aligned face crops, usually).
+    method : {"dis", "farneback", "tvl1"}
+        DIS (fast, online), Farneback, or TV-L1 (slow, best for per-candidate features).
+
+    Returns
+    -------
+    flow : ndarray of float32, shape (H, W, 2)
+        Horizontal and vertical displacement in pixels; ``nxt(x + flow) ≈ prev(x)``.
+    """
+    prev = _check_grey(prev, "prev")
+    nxt = _check_grey(nxt, "nxt")
+    if prev.shape != nxt.shape:
+        raise ValueError(f"prev and nxt differ in shape: {prev.shape} vs {nxt.shape}")
+    if method == "dis":
+        return _dis().calc(prev, nxt, None)
+    if method == "farneback":
+        return cv2.calcOpticalFlowFarneback(prev, nxt, None, 0.5, 3, 9, 3, 5, 1.1, 0)
+    if method == "tvl1":
+        return _tvl1().calc(prev, nxt, None)
+    raise ValueError(f"unknown flow method {method!r}; choose one of {FLOW_METHODS}")
+
+
+def optical_strain(flow: np.ndarray) -> np.ndarray:
+    """Optical strain magnitude of a flow field.
+
+    The infinitesimal strain tensor ``e = (grad u + grad u^T) / 2`` responds to skin
+    deformation and much less to rigid motion, which is why ME work pairs it with flow.
+    Returns ``sqrt(e_xx^2 + e_yy^2 + 2 e_xy^2)`` as float32 (H, W).
+    """
+    flow = np.asarray(flow, dtype=np.float32)
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"flow must have shape (H, W, 2), got {flow.shape}")
+    u, v = flow[:, :, 0], flow[:, :, 1]
+    u_y, u_x = np.gradient(u)
+    v_y, v_x = np.gradient(v)
+    e_xy = 0.5 * (u_y + v_x)
+    return np.sqrt(u_x**2 + v_y**2 + 2.0 * e_xy**2).astype(np.float32)
+
+
+def flow_magnitude_direction(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel magnitude (pixels) and direction (radians, image coordinates, y down)."""
+    flow = np.asarray(flow, dtype=np.float32)
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"flow must have shape (H, W, 2), got {flow.shape}")
+    mag, ang = cv2.cartToPolar(flow[:, :, 0], flow[:, :, 1])
+    return mag, ang
+
+
+def _box_slice(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[slice, slice]:
+    x0, y0, x1, y1 = box
+    h, w = shape[:2]
+    x0, x1 = max(0, int(x0)), min(w, int(x1))
+    y0, y1 = max(0, int(y0)), min(h, int(y1))
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"ROI box {box} lies outside the {w}x{h} image")
+    return slice(y0, y1), slice(x0, x1)
+
+
+def remove_head_motion(flow: np.ndarray, reference: tuple[int, int, int, int]) -> np.ndarray:
+    """Subtract the rigid motion measured in a reference box (the nose bridge, usually).
+
+    The nose bridge barely deforms during facial expressions, so its median flow is a good
+    estimate of the head's residual translation after alignment.
+    """
+    sl = _box_slice(reference, flow.shape)
+    ref = np.median(flow[sl].reshape(-1, 2), axis=0)
+    return flow - ref.astype(np.float32)
+
+
+class RoiMotion(dict):
+    """Per-ROI motion: ``{name: (mean_dx, mean_dy, mean_magnitude, main_direction)}``."""
+
+
+def roi_motion(flow: np.ndarray, rois: Mapping[str, tuple[int, int, int, int]]) -> RoiMotion:
+    """Mean flow vector, mean magnitude and main direction in each ROI box.
+
+    Parameters
+    ----------
+    flow : ndarray, shape (H, W, 2)
+    rois : mapping of name to ``(x0, y0, x1, y1)`` pixel boxes (end-exclusive)
+
+    Returns
+    -------
+    RoiMotion
+        ``name -> (dx, dy, magnitude, direction)``; direction is the angle of the mean vector
+        in radians (the main direction of the ROI's motion).
+    """
+    out = RoiMotion()
+    for name, box in rois.items():
+        block = flow[_box_slice(box, flow.shape)].reshape(-1, 2)
+        dx, dy = block.mean(axis=0)
+        mag = float(np.sqrt((block**2).sum(axis=1)).mean())
+        out[name] = (float(dx), float(dy), mag, float(np.arctan2(dy, dx)))
+    return out
