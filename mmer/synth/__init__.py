@@ -1,0 +1,28 @@
+"""Synthetic lab: realistic synthetic sessions with exact ground truth.
+
+Real face photographs (mediapipe face mesh landmarks) are animated with landmark-anchored action
+unit warps: micro-expressions, macro-expressions and blinks among distractors (head drift and
+jerks, speech-like mouth motion, sensor noise, flicker). Depth is rendered from the mesh geometry,
+and ECG/PPG/RSP/EDA from neurokit2's simulators react to the events. Sessions are written in the
+CAS(ME)^3 Part A and Part C layouts and drive the synthetic live sensors.
+"""
+
+from mmer.synth._config import EMOTION_AUS, EMOTIONS, SynthConfig, objective_class
+from mmer.synth._face import Face, FaceNotFoundError, default_faces, load_face, resolve_faces
+from mmer.synth._physio import COUPLING
+from mmer.synth._session import SyntheticSession, generate_session
+
+__all__ = [
+    "COUPLING",
+    "EMOTIONS",
+    "EMOTION_AUS",
+    "Face",
+    "FaceNotFoundError",
+    "SynthConfig",
+    "SyntheticSession",
+    "default_faces",
+    "generate_session",
+    "load_face",
+    "objective_class",
+    "resolve_faces",
+]
