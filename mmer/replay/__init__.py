@@ -11,6 +11,9 @@ from pathlib import Path
 
 from mmer.replay._base import Dataset, DatasetError, RecordingRef
 from mmer.replay.casme3 import Casme3Dataset, open_casme3
+from mmer.replay.consumer import Received, ReplayConsumer
+from mmer.replay.lockstep import LOCKSTEP_KEY, LockstepClient, LockstepStep
+from mmer.replay.player import TRUTH_STREAM, Player, ReplayStats
 from mmer.replay.xdf import ForeignSpec, open_xdf, scan_xdf
 from mmer.replay.labels import PROTOCOLS, LabelError, LabelProtocol, get_protocol, normalize_emotion
 
@@ -21,6 +24,14 @@ __all__ = [
     "DatasetError",
     "RecordingRef",
     "Casme3Dataset",
+    "Player",
+    "ReplayStats",
+    "TRUTH_STREAM",
+    "LockstepClient",
+    "LockstepStep",
+    "LOCKSTEP_KEY",
+    "ReplayConsumer",
+    "Received",
     "ForeignSpec",
     "scan_xdf",
     "LabelError",

@@ -73,6 +73,13 @@ class ForeignSpec(StreamSpec):
         acq = info.desc().append_child("acquisition")
         acq.append_child_value("manufacturer", self.manufacturer)
         acq.append_child_value("model", self.model)
+        for key, value in self.extra.items():
+            node = info.desc()
+            parts = key.split("/")
+            for part in parts[:-1]:
+                child = node.child(part)
+                node = node.append_child(part) if child.empty() else child
+            node.append_child_value(parts[-1], str(value))
         return info
 
 
