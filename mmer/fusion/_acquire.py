@@ -8,6 +8,8 @@ from collections.abc import Iterable
 
 import numpy as np
 import pylsl
+from pylsl.util import LostError
+from pylsl.util import TimeoutError as LSLTimeoutError
 
 from mmer.clock import local_clock
 from mmer.streams import StreamSpec
@@ -43,7 +45,7 @@ def resolve_streams(
             missing.append(f"{prop}={value!r}")
             continue
         # Collect every stream that matches, not only the first to answer (duplicate names).
-        for info in [*first, *pylsl.resolve_byprop(prop, value, 64, 0.3)]:
+        for info in [*first, *pylsl.resolve_byprop(prop, value, 64, 1.0)]:
             found.setdefault(info.uid(), info)
     if missing:
         raise RuntimeError(f"LSL streams not found within {timeout:g} s: {', '.join(missing)}")
@@ -80,6 +82,9 @@ class LSLWorker(threading.Thread):
         self._next_tc = 0.0
         self.counters = {"announced": 0, "errors": 0, "clock_measurements": 0}
         self.inlet.open_stream(5.0)
+        # The first estimate takes a few round trips; later calls return at once (liblsl keeps it
+        # updated in the background), so the acquisition loop never blocks on the clock.
+        self._refresh_clock(first_timeout=2.0)
 
     def stop(self) -> None:
         """Ask the thread to finish (it drains what has arrived first)."""
@@ -93,7 +98,7 @@ class LSLWorker(threading.Thread):
             out["zmq_errors"] = self.subscriber.errors
         return out
 
-    def _refresh_clock(self) -> None:
+    def _refresh_clock(self, first_timeout: float = 0.05) -> None:
         now = local_clock()
         track = self.buffer._tracks[self.key]
         interval = 0.2 if track.pending_clock else self.buffer.clock_refresh
@@ -101,8 +106,8 @@ class LSLWorker(threading.Thread):
             return
         self._next_tc = now + interval
         try:
-            offset = self.inlet.time_correction(timeout=0.5)
-        except (pylsl.TimeoutError, pylsl.LostError) as err:
+            offset = self.inlet.time_correction(timeout=first_timeout)
+        except (LSLTimeoutError, LostError) as err:
             log.info("stream %s: time_correction unavailable (%s)", self.key, err)
             return
         self.counters["clock_measurements"] += 1

@@ -22,6 +22,7 @@ __all__ = ["AlignmentBuffer"]
 log = logging.getLogger(__name__)
 
 _QUARANTINE = 256
+_EPS = 1e-7  # bounds are inclusive up to float rounding of the aligned times (100 ns)
 
 
 class AlignmentBuffer:
@@ -377,7 +378,7 @@ class AlignmentBuffer:
         track = self._tracks[key]
         pos = track.order()
         times, known = track.aligned(pos)
-        sel = known & (times >= win.t0) & (times <= win.t1)
+        sel = known & (times >= win.t0 - _EPS) & (times <= win.t1 + _EPS)
         pos, times = pos[sel], times[sel]
         order = np.argsort(times, kind="stable")
         pos, times = pos[order], times[order]
