@@ -8,8 +8,10 @@ CAS(ME)^3 Part A and Part C layouts and drive the synthetic live sensors.
 """
 
 from mmer.synth._config import EMOTION_AUS, EMOTIONS, SynthConfig, objective_class
-from mmer.synth._face import Face, FaceNotFoundError, default_faces, load_face, resolve_faces
+from mmer.synth._casme3 import write_casme3, write_physio_text
+from mmer.synth._face import Face, FaceNotFoundError, default_face_path, default_faces, load_face, resolve_faces
 from mmer.synth._physio import COUPLING
+from mmer.synth._preview import render_preview
 from mmer.synth._session import SyntheticSession, generate_session
 
 __all__ = [
@@ -20,9 +22,13 @@ __all__ = [
     "FaceNotFoundError",
     "SynthConfig",
     "SyntheticSession",
+    "default_face_path",
     "default_faces",
     "generate_session",
     "load_face",
     "objective_class",
+    "render_preview",
     "resolve_faces",
+    "write_casme3",
+    "write_physio_text",
 ]

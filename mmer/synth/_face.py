@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["Face", "FaceNotFoundError", "load_face", "default_faces", "resolve_faces"]
+__all__ = ["Face", "FaceNotFoundError", "load_face", "default_faces", "default_face_path", "resolve_faces"]
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,11 @@ def _compose(photo: np.ndarray, affine: np.ndarray, size: tuple[int, int], inter
     mask = cv2.GaussianBlur(cv2.erode(mask, np.ones((feather, feather), np.uint8)), (0, 0), feather / 2)
     alpha = (mask.astype(np.float32) / 255.0)[..., None]
     return np.clip(fore * alpha + back * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
+
+
+def default_face_path() -> Path:
+    """The small face photograph shipped with mmer (used by ``make demo`` and previews)."""
+    return _PACKAGED / "default_face.jpg"
 
 
 def default_faces() -> list[str]:
