@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mmer.replay._base import Dataset, DatasetError, RecordingRef
 from mmer.replay.casme3 import Casme3Dataset, open_casme3
+from mmer.replay._describe import describe
 from mmer.replay.consumer import Received, ReplayConsumer
 from mmer.replay.lockstep import LOCKSTEP_KEY, LockstepClient, LockstepStep
 from mmer.replay.player import TRUTH_STREAM, Player, ReplayStats
@@ -20,6 +21,7 @@ from mmer.replay.labels import PROTOCOLS, LabelError, LabelProtocol, get_protoco
 __all__ = [
     "KINDS",
     "open_dataset",
+    "describe",
     "Dataset",
     "DatasetError",
     "RecordingRef",

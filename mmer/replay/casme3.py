@@ -526,13 +526,22 @@ def _part_a_recording(subject, video, video_dir, layout, first, damaged, events,
         frames["depth"] = FrameTrack(
             spec=d_spec, indices=d_idx, timestamps=(d_idx - first) / PART_A_FPS, reader=ImageFolderReader(d_paths, depth=True)
         )
+    meta = {"dataset": "casme3", "part": "A", "fps": PART_A_FPS, "path": str(video_dir), "first_index": first}
+    samples = {}
+    physio_path = next((p for p in video_dir.glob("*.txt") if p.is_file()), None)
+    if physio_path is not None:
+        # Not in the official Part A; synthetic sets add it. Its marker is frame ``first`` (t=0).
+        samples, extra, found = _physio_tracks(physio_path, "CAS(ME)^3 Part A (synthetic physiology)", subject, video)
+        meta.update(extra)
+        defects = [*defects, *found]
     return Recording(
         subject=subject,
         video=video,
         frames=frames,
+        samples=samples,
         events=list(events),
         defects=list(defects),
-        meta={"dataset": "casme3", "part": "A", "fps": PART_A_FPS, "path": str(video_dir), "first_index": first},
+        meta=meta,
     )
 
 
@@ -641,46 +650,54 @@ class _PartC:
 
     def _media_refs(self) -> list[RecordingRef]:
         refs = []
-        for subject, video_src, physio in _part_c_media(self.root):
+        for subject, video_src, physio, depth in _part_c_media(self.root):
             if not select([{"subject": subject, "video": PART_C_VIDEO}], self.subjects, None, _key):
                 continue
             events = [e for e in self.events if e.subject == subject]
 
-            def load(subject=subject, video_src=video_src, physio=physio, events=events) -> Recording:
-                return _part_c_recording(subject, video_src, physio, events)
+            def load(subject=subject, video_src=video_src, physio=physio, depth=depth, events=events) -> Recording:
+                return _part_c_recording(subject, video_src, physio, depth, events)
 
             refs.append(RecordingRef(subject, PART_C_VIDEO, load))
         return refs
 
 
-def _part_c_media(root: Path) -> list[tuple[str, Path, Path | None]]:
-    """Pair each Part C subject's long video (file or frame folder) with its physiology text.
+def _part_c_media(root: Path) -> list[tuple[str, Path, Path | None, Path | None]]:
+    """Pair each Part C subject's long video (file or frame folder) with its physiology and depth.
 
-    A subject is identified by the first number in the file name, or in its folder's name, so
-    ``partC/3/3.mp4`` + ``partC/3/3.txt`` and ``sub03.avi`` + ``sub03_physio.txt`` both pair up.
+    Subject folders are looked for in ``partC/`` (as in the release's annotation folder) and in
+    the root itself; a subject is the first number in a folder's or file's name, so
+    ``3/3.avi`` + ``3/3.txt`` + ``3/depth/<f>.png`` and ``sub03.mp4`` + ``sub03.txt`` both pair
+    up. ``spNO.<n>`` folders are Part A and never taken for Part C.
     """
-    part_c = next((p for p in [root / "partC", root / "part_C", root / "PartC"] if p.is_dir()), None)
-    if part_c is None:
-        return []
     videos: dict[str, Path] = {}
     physio: dict[str, Path] = {}
-    for path in sorted(part_c.rglob("*")):
-        rel = path.relative_to(part_c)
-        if len(rel.parts) > 3:
-            continue
-        number = _subject_number(rel)
-        if number is None:
-            continue
-        if path.is_file() and path.suffix.lower() in _VIDEO_SUFFIXES:
-            videos.setdefault(number, path)
-        elif path.is_file() and path.suffix.lower() == ".txt":
-            physio.setdefault(number, path)
-        elif path.is_dir() and path.name.lower() in ("color", "colour", "rgb"):
-            videos.setdefault(number, path)
-    out = []
-    for number in sorted(videos, key=int):
-        out.append((number, videos[number], physio.get(number)))
-    return out
+    depth: dict[str, Path] = {}
+    bases = [p for p in (root / "partC", root / "part_C", root / "PartC") if p.is_dir()] + [root]
+    for base in bases:
+        for path in sorted(base.iterdir()):
+            if path.name.lower().startswith("spno") or path.name.lower() in ("parta", "part_a", "exception"):
+                continue
+            if path.is_dir():
+                number = _subject_number(Path(path.name))
+                if number is None:
+                    continue
+                for child in sorted(path.iterdir()):
+                    if child.is_file() and child.suffix.lower() in _VIDEO_SUFFIXES:
+                        videos.setdefault(number, child)
+                    elif child.is_file() and child.suffix.lower() == ".txt":
+                        physio.setdefault(number, child)
+                    elif child.is_dir() and child.name.lower() in ("color", "colour", "rgb"):
+                        videos.setdefault(number, child)
+                    elif child.is_dir() and child.name.lower() == "depth":
+                        depth.setdefault(number, child)
+            elif path.is_file() and path.suffix.lower() in (*_VIDEO_SUFFIXES, ".txt"):
+                number = _subject_number(Path(path.name))
+                if number is None:
+                    continue
+                target = physio if path.suffix.lower() == ".txt" else videos
+                target.setdefault(number, path)
+    return [(n, videos[n], physio.get(n), depth.get(n)) for n in sorted(videos, key=int)]
 
 
 def _subject_number(rel: Path) -> str | None:
@@ -691,7 +708,9 @@ def _subject_number(rel: Path) -> str | None:
     return None
 
 
-def _part_c_recording(subject: str, video_src: Path, physio_path: Path | None, events: list[Event]) -> Recording:
+def _part_c_recording(
+    subject: str, video_src: Path, physio_path: Path | None, depth_dir: Path | None, events: list[Event]
+) -> Recording:
     defects: list[Defect] = []
     if video_src.is_dir():
         idx, paths = numbered_images(video_src, IMAGE_SUFFIXES)
@@ -705,30 +724,20 @@ def _part_c_recording(subject: str, video_src: Path, physio_path: Path | None, e
     spec = video_spec(StreamType.VIDEO_RGB, width=width, height=height, fps=fps, endpoint="", model="CAS(ME)^3 Part C")
     first = int(idx[0]) if len(idx) else 0
     frames = {"rgb": FrameTrack(spec=spec, indices=idx, timestamps=(idx - first) / fps, reader=reader)}
-    samples = {}
+    if depth_dir is not None:
+        d_idx, d_paths = numbered_images(depth_dir, (".png",))
+        if len(d_idx):
+            dw, dh = _first_size(d_paths)
+            d_spec = video_spec(StreamType.VIDEO_DEPTH, width=dw, height=dh, fps=fps, endpoint="", model="CAS(ME)^3 Part C")
+            frames["depth"] = FrameTrack(
+                spec=d_spec, indices=d_idx, timestamps=(d_idx - first) / fps, reader=ImageFolderReader(d_paths, depth=True)
+            )
     meta = {"dataset": "casme3", "part": "C", "fps": fps, "path": str(video_src), "first_index": first}
+    samples = {}
     if physio_path is not None:
-        physio = read_physio_text(physio_path)
-        times = physio.times(PART_C_RATE)
-        for col, name in enumerate(PHYSIO_COLUMNS):
-            samples[name.lower()] = SampleTrack(
-                spec=physio_spec(name, rate=PART_C_RATE, model="CAS(ME)^3 Part C"),
-                timestamps=times,
-                data=physio.data[:, col : col + 1].astype(np.float32),
-            )
-        meta.update(physio_path=str(physio_path), marker_row=physio.marker_row)
-        step = np.diff(physio.time_min) * 60.0
-        if step.size and abs(float(np.median(step)) - 1.0 / PART_C_RATE) > 0.1 / PART_C_RATE:
-            defects.append(
-                Defect(
-                    kind="physio_rate",
-                    file=str(physio_path),
-                    action=f"counted: replayed at the nominal {PART_C_RATE:g} Hz",
-                    subject=subject,
-                    video=PART_C_VIDEO,
-                    detail=f"time column implies {1.0 / float(np.median(step)):.2f} Hz",
-                )
-            )
+        samples, extra, found = _physio_tracks(physio_path, "CAS(ME)^3 Part C", subject, PART_C_VIDEO)
+        meta.update(extra)
+        defects += found
     else:
         defects.append(
             Defect(
@@ -740,6 +749,37 @@ def _part_c_recording(subject: str, video_src: Path, physio_path: Path | None, e
             )
         )
     return Recording(subject=subject, video=PART_C_VIDEO, frames=frames, samples=samples, events=list(events), defects=defects, meta=meta)
+
+
+def _physio_tracks(path: Path, model: str, subject: str, video: str) -> tuple[dict[str, SampleTrack], dict, list[Defect]]:
+    """Four 200 Hz physiology tracks from a Part C text file, ``t=0`` at its ``5`` marker.
+
+    The file's own time column is checked against 200 Hz; a mismatch is a defect (the nominal rate
+    is kept, since the frame -> sample rule ``frame / 30 * 200`` assumes it).
+    """
+    physio = read_physio_text(path)
+    defects = []
+    step = np.diff(physio.time_min) * 60.0
+    if step.size and abs(float(np.median(step)) - 1.0 / PART_C_RATE) > 0.1 / PART_C_RATE:
+        defects.append(
+            Defect(
+                kind="physio_rate",
+                file=str(path),
+                action=f"counted: replayed at the nominal {PART_C_RATE:g} Hz",
+                subject=subject,
+                video=video,
+                detail=f"time column implies {1.0 / float(np.median(step)):.2f} Hz",
+            )
+        )
+    times = physio.times(PART_C_RATE)
+    samples = {}
+    for col, name in enumerate(PHYSIO_COLUMNS):
+        samples[name.lower()] = SampleTrack(
+            spec=physio_spec(name, rate=PART_C_RATE, model=model),
+            timestamps=times,
+            data=physio.data[:, col : col + 1].astype(np.float32),
+        )
+    return samples, {"physio_path": str(path), "marker_row": physio.marker_row}, defects
 
 
 def open_casme3(path: Path | str, *, subjects=None, videos=None, part: str | None = None) -> Casme3Dataset:

@@ -327,7 +327,7 @@ def _load_recording(path: Path, *, subject: str, video: str, salvage: bool) -> R
         if not salvage or first.offset == 0:
             raise DatasetError(
                 f"{path}: corrupt XDF at byte offset {first.offset}: {first.message}"
-                + ("" if first.offset == 0 else " (open with salvage=True to read the intact chunks)")
+                + ("" if first.offset == 0 else " (salvage=True, or --salvage, reads the intact chunks)")
             )
         for p in problems:
             defects.append(
