@@ -19,7 +19,7 @@ from mmer.models._registry import register_model
 
 def _branch(cin: int, width: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, width, 3, padding=1, bias=False),
+        nn.Conv2d(cin, width, 3, stride=2, padding=1, bias=False),
         nn.BatchNorm2d(width),
         nn.ReLU(inplace=True),
         ResBlock(width, width),

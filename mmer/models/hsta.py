@@ -3,7 +3,7 @@
 Four single-modal spatio-temporal attention encoders (USTA) turn each stream into tokens:
 
 - ``frames``: aligned face crops over the candidate (onset .. apex), each frame with its difference
-  to the onset, cut into patches; tokens carry spatial and temporal position embeddings;
+  to the onset, cut into coarse patches; tokens carry spatial and temporal position embeddings;
 - ``flow``: the onset->apex u, v and optical-strain map as patch tokens plus one token per ROI patch;
 - ``depth``: the onset->apex depth difference (and onset depth shape) as patch tokens;
 - ``physio``: 1-D convolution tokens over the resampled EDA/HR/RSP segments plus one token for the
@@ -27,19 +27,20 @@ from mmer.models._registry import register_model
 
 
 class _PatchTokens(nn.Module):
-    """Conv stem + non-overlapping patches -> tokens with a learned 2-D position embedding."""
+    """Linear patch embedding (ViT style, no full-resolution stem: it would dominate the CPU cost)
+    with a learned 2-D position embedding."""
 
     def __init__(self, channels: int, dim: int, size: int, patch: int) -> None:
         super().__init__()
         if size % patch:
             raise ValueError(f"image_size {size} is not a multiple of the patch size {patch}")
-        self.stem = nn.Sequential(nn.Conv2d(channels, dim // 2, 3, padding=1), nn.GELU())
-        self.proj = nn.Conv2d(dim // 2, dim, patch, stride=patch)
+        self.proj = nn.Conv2d(channels, dim, patch, stride=patch)
+        self.norm = nn.LayerNorm(dim)
         self.pos = nn.Parameter(torch.zeros(1, (size // patch) ** 2, dim))
         nn.init.trunc_normal_(self.pos, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.stem(x)).flatten(2).transpose(1, 2) + self.pos
+        return self.norm(self.proj(x).flatten(2).transpose(1, 2)) + self.pos
 
 
 class HSTA(RecognitionModel):
@@ -52,7 +53,8 @@ class HSTA(RecognitionModel):
         dim: int = 48,
         heads: int = 4,
         depth: int = 1,
-        patch: int = 8,
+        patch: int = 16,
+        flow_patch: int = 8,
         dropout: float = 0.1,
         modality_dropout: float = 0.25,
         name: str = "hsta",
@@ -60,12 +62,11 @@ class HSTA(RecognitionModel):
         super().__init__(
             name,
             inp,
-            {"dim": dim, "heads": heads, "depth": depth, "patch": patch, "dropout": dropout,
+            {"dim": dim, "heads": heads, "depth": depth, "patch": patch, "flow_patch": flow_patch, "dropout": dropout,
              "modality_dropout": modality_dropout},
         )
         self.modality_dropout = modality_dropout
         s = inp.image_size
-        flow_patch = max(patch // 2, 1)
         self.frame_tokens = _PatchTokens(2, dim, s, patch)
         self.time_pos = nn.Parameter(torch.zeros(1, inp.n_frames, 1, dim))
         self.flow_tokens = _PatchTokens(3, dim, s, flow_patch)
