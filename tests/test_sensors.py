@@ -1,0 +1,281 @@
+"""Sensor adapters: real video files through OpenCV, real LSL device streams, the registry and CLI.
+
+Hardware that cannot exist here (a webcam, a RealSense) is exercised through its error paths;
+the RealSense frame path runs against a small stand-in for the ``pyrealsense2`` module.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import types
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pylsl
+import pytest
+
+from mmer.cli import main
+from mmer.clock import local_clock
+from mmer.fusion import AlignmentBuffer
+from mmer.sensors import SensorError, create_sensor, get_adapter, list_adapters
+from mmer.sensors.camera import CameraSensor
+from mmer.sensors.lsl_inlet import LSLPhysioInlet, map_channels
+from mmer.sensors.realsense import RealSenseSensor
+from mmer.streams import StreamType
+
+
+def _uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def _write_video(path: Path, n: int = 12, fps: float = 30.0) -> list[np.ndarray]:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (64, 48))
+    frames = []
+    for i in range(n):
+        frame = np.full((48, 64, 3), 10 * i, np.uint8)
+        writer.write(frame)
+        frames.append(frame)
+    writer.release()
+    return frames
+
+
+def test_camera_file_frames_reach_the_buffer_with_file_indices(tmp_path):
+    path = tmp_path / "clip.avi"
+    _write_video(path, n=12)
+    cam = CameraSensor(source=str(path), realtime=True, name=_uid("cam"), source_id=_uid("cam"),
+                       wait_for_consumers=10)
+    with AlignmentBuffer(seconds=10, stall_timeout=1.0) as buf:
+        cam.start()
+        try:
+            assert cam.specs[0].extra["video/width"] == "64"
+            keys = buf.connect(source_ids=[cam.source_id], timeout=5)
+            assert cam.wait(10)
+        finally:
+            cam.stop()
+        stats = buf.stats()["streams"][keys[0]]
+        win = buf.window(0, local_clock() + 100, timeout=0)
+    assert cam.health.frames == 12 and cam.health.frames_dropped == 0
+    fw = win.frames[keys[0]]
+    assert list(fw.indices) == list(range(12)) and stats["announced"] == 12
+    assert np.allclose(np.diff(fw.raw_timestamps), 1 / 30, atol=2e-3)  # paced at the file's rate
+    assert all(abs(int(f[24, 32, 0]) - 10 * i) <= 3 for f, i in zip(fw.frames, fw.indices))  # MJPG is lossy
+
+
+def test_camera_reads_the_shared_real_video(shared_data):
+    cam = CameraSensor(source=str(shared_data / "video" / "single_face.mp4"), realtime=False,
+                       name=_uid("cam"), source_id=_uid("cam"))
+    with cam:
+        assert cam.wait(20)
+    assert cam.health.frames == 72 and cam.health.errors == 0
+
+
+def test_camera_that_cannot_open_says_why(tmp_path):
+    with pytest.raises(SensorError, match="video file not found"):
+        CameraSensor(source=str(tmp_path / "missing.mp4")).start()
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 10)
+    with pytest.raises(SensorError, match="cannot open video file"):
+        CameraSensor(source=str(junk)).start()
+    with pytest.raises(SensorError, match="cannot open device 97"):
+        CameraSensor(source="97").start()  # no webcam on this machine
+
+
+def test_realsense_without_the_extra_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyrealsense2", None)  # import fails like an absent extra
+    with pytest.raises(SensorError, match=r"pyrealsense2 is not installed.*mmer\[realsense\]"):
+        RealSenseSensor().start()
+    row = next(r for r in list_adapters() if r["name"] == "realsense")
+    assert row["target"].endswith("RealSenseSensor")
+
+
+def _fake_rs(devices: int):
+    """Stand-in for pyrealsense2 with ``devices`` cameras that deliver 2 framesets."""
+    rs = types.SimpleNamespace()
+    rs.camera_info = types.SimpleNamespace(serial_number="sn", name="name")
+    rs.stream = types.SimpleNamespace(color="color", depth="depth")
+    rs.format = types.SimpleNamespace(bgr8="bgr8", z16="z16")
+    rs.timestamp_domain = types.SimpleNamespace(global_time="global", system_time="system")
+
+    class Device:
+        def get_info(self, what):
+            return {"sn": "123", "name": "Intel RealSense D435"}[what]
+
+        def first_depth_sensor(self):
+            return types.SimpleNamespace(get_depth_scale=lambda: 0.0001)  # 0.1 mm units
+
+    class Frame:
+        def __init__(self, data, number):
+            self.data, self.number, self.ts = data, number, time.time() * 1000.0 - 20.0
+
+        def __bool__(self):
+            return True
+
+        def get_data(self):
+            return self.data
+
+        def get_frame_number(self):
+            return self.number
+
+        def get_timestamp(self):
+            return self.ts
+
+        def get_frame_timestamp_domain(self):
+            return "global"
+
+    class FrameSet:
+        def __init__(self, number):
+            self.color = Frame(np.full((4, 6, 3), number, np.uint8), number)
+            self.depth = Frame(np.full((4, 6), 10000, np.uint16), number)
+
+        def get_color_frame(self):
+            return self.color
+
+        def get_depth_frame(self):
+            return self.depth
+
+    class Pipeline:
+        numbers = [5, 6, 8]
+
+        def start(self, cfg):
+            intr = types.SimpleNamespace(fx=600.0, fy=601.0, ppx=3.0, ppy=2.0, model="brown_conrady",
+                                         coeffs=[0.0] * 5)
+            stream = types.SimpleNamespace(as_video_stream_profile=lambda: types.SimpleNamespace(
+                get_intrinsics=lambda: intr))
+            return types.SimpleNamespace(get_device=Device, get_stream=lambda s: stream)
+
+        def wait_for_frames(self, timeout_ms):
+            if not self.numbers:
+                time.sleep(timeout_ms / 1000.0 / 50)
+                raise RuntimeError("Frame didn't arrive within 1000")
+            return FrameSet(self.numbers.pop(0))
+
+        def stop(self):
+            pass
+
+    rs.context = lambda: types.SimpleNamespace(query_devices=lambda: [Device()] * devices)
+    rs.config = lambda: types.SimpleNamespace(enable_device=lambda s: None, enable_stream=lambda *a: None)
+    rs.pipeline = Pipeline
+    rs.align = lambda to: types.SimpleNamespace(process=lambda fs: fs)
+    return rs
+
+
+def test_realsense_without_a_device_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyrealsense2", _fake_rs(devices=0))
+    with pytest.raises(SensorError, match="no RealSense device"):
+        RealSenseSensor().start()
+    monkeypatch.setitem(sys.modules, "pyrealsense2", _fake_rs(devices=1))
+    with pytest.raises(SensorError, match="'999' not found"):
+        RealSenseSensor(serial="999").start()
+
+
+def test_realsense_frame_path_publishes_rgb_depth_and_intrinsics(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyrealsense2", _fake_rs(devices=1))
+    sensor = RealSenseSensor(width=6, height=4, fps=30, name_prefix=_uid("rs"))
+    with AlignmentBuffer(seconds=10, stall_timeout=0.5) as buf:
+        sensor._open()  # open first so the buffer is subscribed before the first frameset
+        rgb_spec, depth_spec = sensor.specs
+        assert rgb_spec.extra["intrinsics/fx"] == "600.000000"
+        assert depth_spec.type is StreamType.VIDEO_DEPTH
+        assert rgb_spec.extra["zmq/endpoint"] == depth_spec.extra["zmq/endpoint"]
+        keys = buf.connect(source_ids=[rgb_spec.source_id, depth_spec.source_id], timeout=5)
+        assert sensor._publisher.wait_for_subscribers(5, stream=depth_spec.name)
+        sensor._stop.clear()
+        thread = __import__("threading").Thread(target=sensor._run)
+        thread.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and min(v["received"] for v in buf.stats()["streams"].values()) < 3:
+            time.sleep(0.02)
+        win = buf.window(local_clock() - 5, local_clock() + 5, timeout=0)
+        sensor._stop.set()
+        thread.join(5)
+        sensor._close()
+    assert set(win.missing.values()) <= {"stalled", "timeout"}  # three framesets, then silence
+    depth = win.frames[keys[1]] if win.frames[keys[1]].stype == "VideoDepth" else win.frames[keys[0]]
+    assert list(depth.indices) == [5, 6, 8]
+    assert int(depth.frames[0][0, 0]) == 1000  # 10000 units x 0.1 mm -> millimetres
+    assert sensor.health.frames == 3 and sensor.health.frames_dropped == 1
+    assert np.all(local_clock() - depth.raw_timestamps > 0.015)  # device time, not arrival time
+
+
+def test_map_channels_by_label_type_and_config():
+    labels = ["GSR_CAL", "ECG LL-RA", "Resp belt", "Pleth", "Accel X"]
+    got = map_channels(labels)
+    assert got == {StreamType.EDA: 0, StreamType.ECG: 1, StreamType.PPG: 3, StreamType.RSP: 2}
+    assert map_channels(["a", "b"], types=["", "EDA"]) == {StreamType.EDA: 1}
+    assert map_channels(["x"], stream_type="ecg") == {StreamType.ECG: 0}
+    assert map_channels(labels, mapping={"eda": "Accel X", "ECG": 1}) == {StreamType.EDA: 4, StreamType.ECG: 1}
+    with pytest.raises(SensorError, match="no channel labelled 'nope'"):
+        map_channels(labels, mapping={"EDA": "nope"})
+    with pytest.raises(SensorError, match="index 9"):
+        map_channels(labels, mapping={"EDA": 9})
+    with pytest.raises(SensorError, match="not one of"):
+        map_channels(labels, mapping={"EMG": 0})
+    with pytest.raises(SensorError, match="no channel looks like"):
+        map_channels(["Accel X", "Accel Y"])
+
+
+def test_lsl_physio_inlet_republishes_a_device_stream():
+    dev_sid = _uid("biopac")
+    info = pylsl.StreamInfo(_uid("BIOPAC"), "Physio", 3, 100, pylsl.cf_float32, dev_sid)
+    chans = info.desc().append_child("channels")
+    for label in ("GSR100C", "ECG100C", "RSP100C"):
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", label)
+        ch.append_child_value("unit", "uS" if label.startswith("GSR") else "mV")
+    device = pylsl.StreamOutlet(info)
+    prefix = _uid("lab")
+    adapter = LSLPhysioInlet(source_id=dev_sid, prefix=prefix, mapping={"EDA": "GSR100C"},
+                             timeout=5)
+    with pytest.raises(SensorError, match="no LSL stream"):
+        LSLPhysioInlet(source_id=_uid("absent"), timeout=0.2).start()
+    adapter.start()
+    try:
+        names = sorted(s.name for s in adapter.specs)
+        assert names == [f"{prefix}.eda"]  # explicit mapping wins over guessing
+        eda_spec = adapter.specs[0]
+        assert eda_spec.channels[0].unit == "uS" and eda_spec.rate == 100
+        with AlignmentBuffer(seconds=10) as buf:
+            (key,) = buf.connect(source_ids=[eda_spec.source_id], timeout=5)
+            assert device.wait_for_consumers(5)
+            t0 = local_clock()
+            data = np.column_stack([np.arange(50), -np.arange(50), np.zeros(50)]).astype(np.float32)
+            data[7, 0] = np.nan
+            device.push_chunk(data, t0 + np.arange(50) / 100.0 * 0 + 0.0)  # one stamp for the last sample
+            win = buf.window(t0 - 1.0, t0 + 0.001, timeout=5)
+        sig = win.signals[key]
+        assert len(sig) == 50
+        np.testing.assert_array_equal(np.isnan(sig.data[:, 0]), np.isnan(data[:, 0]))
+        np.testing.assert_allclose(sig.data[~np.isnan(sig.data[:, 0]), 0], data[~np.isnan(data[:, 0]), 0])
+        assert adapter.health.nans == 1 and adapter.health.samples == 50
+    finally:
+        adapter.stop()
+        del device
+
+
+def test_registry():
+    assert get_adapter("camera") is CameraSensor
+    with pytest.raises(ValueError, match="unknown sensor adapter 'webcam'"):
+        get_adapter("webcam")
+    with pytest.raises(ValueError, match="does not take \\['bogus'\\]"):
+        create_sensor("camera", bogus=1)
+    names = {r["name"] for r in list_adapters()}
+    assert {"camera", "realsense", "lsl-physio", "synthetic-physio", "synthetic-camera"} <= names
+
+
+def test_cli_sensors_list_and_stream(shared_data, capsys):
+    assert main(["sensors", "list", "--timeout", "0.2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {a["name"] for a in out["adapters"]} >= {"camera", "lsl-physio"}
+    assert isinstance(out["streams"], list)
+    video = str(shared_data / "video" / "single_face.mp4")
+    assert main(["stream", "camera", "--source", video, "--fast", "--seconds", "20",
+                 "--source-id", _uid("cli"), "--name", _uid("cli"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["health"]["frames"] == 72
+    assert main(["stream", "camera", "--source", "96"]) == 1
+    assert "cannot open device 96" in capsys.readouterr().err
+    assert main(["stream", "camera", "--set", "bogus"]) == 2
