@@ -179,7 +179,7 @@ def test_bad_input_is_counted_quarantined_and_never_lost():
 
 
 def test_memory_is_bounded_by_seconds():
-    buf = AlignmentBuffer(seconds=2)
+    buf = AlignmentBuffer(seconds=2, frame_seconds=2)
     k = buf.add_stream(physio_spec("ECG", rate=100))
     cam = buf.add_stream(_rgb_spec())
     for c in range(100):

@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> dict:
     physio_src = _Source(args.offset_ms / 1000.0, args.drift_ppm * 1e-6, t_start + duration / 2, 1000.0)
     camera_src = _Source(-0.120, -30e-6, None, 0.0)
 
-    buf = AlignmentBuffer(seconds=duration + 10, stall_timeout=1e9, clock_refresh=args.refresh)
+    buf = AlignmentBuffer(seconds=duration + 10, frame_seconds=duration + 10, stall_timeout=1e9,
+                          clock_refresh=args.refresh)
     keys: dict = {}
     for kind in _PHYSIO:  # one host: the four streams share the first one's clock model
         keys[kind] = buf.add_stream(

@@ -17,7 +17,7 @@ from mmer.transport import FrameSubscriber
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 1024
+_CHUNK = 4096
 _POLL = 0.02
 
 
@@ -114,7 +114,10 @@ class LSLWorker(threading.Thread):
         self.buffer.set_clock_offset(self.key, offset, at=local_clock())
 
     def _pull(self, timeout: float) -> int:
-        _, ts = self.inlet.pull_chunk(timeout=timeout, max_samples=_CHUNK, dest_obj=self._buf, as_numpy=True)
+        # min_samples=1: return as soon as anything is there (low latency at 200 Hz), yet drain
+        # everything queued in one call when the stream is fast.
+        _, ts = self.inlet.pull_chunk(timeout=timeout, max_samples=_CHUNK, dest_obj=self._buf, as_numpy=True,
+                                      min_samples=1)
         n = len(ts)
         if not n:
             return 0

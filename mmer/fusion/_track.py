@@ -272,28 +272,31 @@ class Track:
 
     def _write(self, values, raw, slots, segs, index) -> None:
         n = raw.size
-        if n > self.capacity:  # keep the newest; older ones count as evicted
-            self.counters["evicted"] += n - self.capacity
-            values, raw, slots, segs = values[-self.capacity :], raw[-self.capacity :], slots[-self.capacity :], segs[-self.capacity :]
-            index = None if index is None else index[-self.capacity :]
-            n = self.capacity
-        pos = (self.head + np.arange(n)) % self.capacity
-        overflow = max(0, self.count + n - self.capacity)
-        if overflow and self.kind == "frames":
-            old = (self.head + np.arange(overflow)) % self.capacity
-            self.values[old] = None
+        cap = self.capacity
+        if n > cap:  # keep the newest; older ones count as evicted
+            self.counters["evicted"] += n - cap
+            values, raw, slots, segs = values[-cap:], raw[-cap:], slots[-cap:], segs[-cap:]
+            index = None if index is None else index[-cap:]
+            n = cap
+        overflow = max(0, self.count + n - cap)
         self.counters["evicted"] += overflow
-        if self.kind == "frames":
-            for p, v in zip(pos, values):
-                self.values[p] = v
-            self.index[pos] = index
-        else:
-            self.values[pos] = values
-        self.raw[pos] = raw
-        self.slot[pos] = slots
-        self.seg[pos] = segs
-        self.head = int((self.head + n) % self.capacity)
-        self.count = min(self.capacity, self.count + n)
+        # At most two contiguous slices (before and after the wrap): plain copies, no index arrays.
+        first = min(n, cap - self.head)
+        for dst, src in ((slice(self.head, self.head + first), slice(0, first)), (slice(0, n - first), slice(first, n))):
+            if dst.stop <= dst.start:
+                continue
+            if self.kind == "frames":
+                self.values[dst] = None  # release evicted frames even if the assignment below fails
+                for p, v in zip(range(dst.start, dst.stop), values[src]):
+                    self.values[p] = v
+                self.index[dst] = index[src]
+            else:
+                self.values[dst] = values[src]
+            self.raw[dst] = raw[src]
+            self.slot[dst] = slots[src]
+            self.seg[dst] = segs[src]
+        self.head = (self.head + n) % cap
+        self.count = min(cap, self.count + n)
         self._prune_segments()
 
     def _prune_segments(self) -> None:

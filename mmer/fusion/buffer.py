@@ -39,7 +39,9 @@ class AlignmentBuffer:
     Parameters
     ----------
     seconds : float
-        History kept per stream; memory is bounded by ``seconds x nominal rate`` entries.
+        History kept per sample stream; memory is bounded by ``seconds x nominal rate`` entries.
+    frame_seconds : float
+        History kept per video stream (frames are large: 10 s of 640x480 RGB is about 280 MB).
     stall_timeout : float
         A stream that delivers nothing for this long is declared stalled; windows waiting for it
         complete without it and name it in :attr:`Window.missing`.
@@ -63,16 +65,18 @@ class AlignmentBuffer:
         self,
         *,
         seconds: float = 30.0,
+        frame_seconds: float = 10.0,
         stall_timeout: float = 2.0,
         dejitter: bool = True,
         clock_refresh: float = 5.0,
         reset_threshold: float = 0.5,
     ) -> None:
-        if seconds <= 0:
-            raise ValueError(f"seconds must be > 0, got {seconds}")
+        if seconds <= 0 or frame_seconds <= 0:
+            raise ValueError(f"seconds and frame_seconds must be > 0, got {seconds}, {frame_seconds}")
         if stall_timeout <= 0:
             raise ValueError(f"stall_timeout must be > 0, got {stall_timeout}")
         self.seconds = float(seconds)
+        self.frame_seconds = float(frame_seconds)
         self.stall_timeout = float(stall_timeout)
         self.dejitter = dejitter
         self.clock_refresh = float(clock_refresh)
@@ -135,7 +139,7 @@ class AlignmentBuffer:
                 rate=spec.rate,
                 n_channels=1 if video else spec.n_channels,
                 labels=[] if video else spec.labels,
-                seconds=self.seconds,
+                seconds=self.frame_seconds if video else self.seconds,
                 clock=model,
                 dejitter=self.dejitter,
                 reset_threshold=self.reset_threshold,
@@ -159,7 +163,7 @@ class AlignmentBuffer:
         logged, counted (``rejected``) and kept in :attr:`quarantine` for inspection. NaNs are
         stored as they are and counted.
         """
-        arr = np.asarray(data, dtype=np.float64)
+        arr = np.asarray(data)
         ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
         with self._cond:
             track = self._track(key)
@@ -181,7 +185,7 @@ class AlignmentBuffer:
                 self.quarantine[key].append((arr[bad_ts].copy(), ts[bad_ts].copy()))
                 log.error("stream %s: %d samples without a finite timestamp quarantined", key, int(bad_ts.sum()))
                 arr, ts = arr[~bad_ts], ts[~bad_ts]
-            nans = int(np.isnan(arr).sum())
+            nans = int(np.isnan(arr).sum()) if arr.dtype.kind == "f" else 0
             if nans:
                 if track.counters["nans"] == 0:
                     log.warning("stream %s: NaN values received (kept and counted)", key)
