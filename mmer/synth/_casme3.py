@@ -135,7 +135,7 @@ def write_physio_text(path: Path, session: SyntheticSession) -> int:
     minutes = (t - t[0]) / 60.0
     p = session.physio
     table = np.column_stack([minutes, p["ppg"], p["rsp"], p["ecg"], p["eda"], marker, np.zeros(n)])
-    np.savetxt(path, table, fmt=["%.7f", "%.5f", "%.5f", "%.5f", "%.5f", "%d", "%d"], delimiter="\t")
+    np.savetxt(path, table, fmt=["%.8f", "%.5f", "%.5f", "%.5f", "%.5f", "%d", "%d"], delimiter="\t")
     return start
 
 
@@ -353,7 +353,7 @@ def write_casme3(
                                                int(rng.random() < 0.65)])
                             if is_me:
                                 count += 1
-                                au = _part_c_au(e.aus, rng)
+                                au = _part_c_au(e.aus, rng, allow_number=bool(c_me_rows))
                                 c_me_rows.append([s, count, e.onset, e.offset, au, FOUR_CLASS[e.emotion]])
                 manifest["subjects"].append(subj_entry)
         if part == "A":
@@ -378,10 +378,14 @@ def write_casme3(
     return summary
 
 
-def _part_c_au(aus: str, rng: np.random.Generator) -> str | int:
-    """Part C style AU cell: comma-separated, a bare number when one AU (as in the real sheet)."""
+def _part_c_au(aus: str, rng: np.random.Generator, *, allow_number: bool) -> str | int:
+    """Part C style AU cell: comma-separated, a bare number when one AU (as in the real sheet).
+
+    The first row always keeps its AU combination, so the column reads back as text, as the
+    official one does, even in a tiny set.
+    """
     parts = aus.split("+")
-    if rng.random() < 0.3:
+    if allow_number and rng.random() < 0.3:
         parts = parts[:1]
     if len(parts) == 1 and parts[0].isdigit():
         return int(parts[0])

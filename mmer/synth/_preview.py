@@ -15,10 +15,9 @@ __all__ = ["render_preview"]
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
-    out = img.copy()
-    cv2.rectangle(out, (0, 0), (out.shape[1], 22), (0, 0, 0), -1)
-    cv2.putText(out, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
+    bar = np.zeros((22, img.shape[1], 3), np.uint8)
+    cv2.putText(bar, text, (3, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.vstack([bar, img])
 
 
 def render_preview(
@@ -28,7 +27,7 @@ def render_preview(
     emotion: str = "surprise",
     seed: int = 0,
     amplitude: float = 1.5,
-    columns: int = 7,
+    columns: int = 6,
     gain: float = 12.0,
     size: tuple[int, int] = (640, 480),
 ) -> dict:
@@ -52,11 +51,11 @@ def render_preview(
     positions = np.unique(np.round(np.linspace(me.onset, me.offset, columns)).astype(int))
     positions = np.unique(np.append(positions, me.apex))
     lm = session.face.landmarks
-    x0, y0 = np.floor(lm[:, :2].min(axis=0)).astype(int) - 8
+    x0, y0 = np.floor(lm[:, :2].min(axis=0)).astype(int) - 12
     x1, y1 = np.ceil(lm[:, :2].max(axis=0)).astype(int) + 8
     w, h = session.size
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-    scale = 200.0 / (y1 - y0)
+    scale = 130.0 / (y1 - y0)
     ref = session.rgb(me.onset).astype(np.int16)
     top, bottom = [], []
     for pos in positions:
@@ -68,19 +67,20 @@ def render_preview(
         hcrop = cv2.resize(heat[y0:y1, x0:x1], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         tag = "onset" if pos == me.onset else "apex" if pos == me.apex else "offset" if pos == me.offset else ""
         ms = (pos - me.onset) / session.fps * 1000
-        top.append(_label(crop, f"f{session.first_index + pos} {ms:+.0f}ms {tag}"))
+        top.append(_label(crop, f"{ms:+.0f}ms {tag}"))
         bottom.append(_label(hcrop, f"|diff| x{gain:g}"))
     strip = np.vstack([np.hstack(top), np.hstack(bottom)])
-    title = np.zeros((26, strip.shape[1], 3), np.uint8)
-    cv2.putText(
-        title,
-        f"synthetic ME: {emotion}, AU {me.au_text}, apex {me.amplitude:.1f} px at {w}x{h}, "
-        f"{(me.offset - me.onset) / session.fps * 1000:.0f} ms ({session.face.name}, seed {seed})",
-        (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA,
+    title = np.zeros((40, strip.shape[1], 3), np.uint8)
+    lines = (
+        f"synthetic ME: {emotion}, AU {me.au_text}, apex {me.amplitude:.1f} px at {w}x{h}",
+        f"{(me.offset - me.onset) / session.fps * 1000:.0f} ms, frames {session.first_index + me.onset}-"
+        f"{session.first_index + me.offset} ({session.face.name}, seed {seed})",
     )
+    for i, line in enumerate(lines):
+        cv2.putText(title, line, (4, 15 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
     strip = np.vstack([title, strip])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), strip):
+    if not cv2.imwrite(str(path), strip, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise ValueError(f"cannot write {path}")
     return session.truth()[[r["kind"] for r in session.truth()].index("me")] | {"path": str(path)}

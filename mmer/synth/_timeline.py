@@ -108,8 +108,9 @@ def plan_timeline(
 
     n_me = max(int(rng.poisson(cfg.me_per_min * seconds / 60.0)), min_me)
     n_mae = int(rng.poisson(cfg.mae_per_min * seconds / 60.0))
+    # MEs are placed first so that a crowded short video still gets its micro-expressions.
     kinds = ["me"] * n_me + ["mae"] * n_mae
-    order = rng.permutation(len(kinds))
+    order = range(len(kinds))
     margin = 0.3
     taken: list[tuple[float, float]] = []
     expressions: list[Expression] = []
@@ -203,7 +204,8 @@ def plan_timeline(
     if cfg.head_drift_px > 0 and n_frames > 1:
         for col, scale in ((0, 1.0), (1, 0.7), (2, 0.25), (3, 4.0)):
             walk = np.cumsum(rng.normal(size=n_frames))
-            kernel = np.hanning(max(3, int(fps * 3)))
+            klen = min(n_frames, int(fps * 3))
+            kernel = np.hanning(klen) if klen > 2 else np.ones(max(klen, 1))
             kernel /= kernel.sum()
             smooth = np.convolve(walk - walk.mean(), kernel, mode="same")
             sd = smooth.std() or 1.0
