@@ -84,7 +84,14 @@ def _quiet(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-def eda_features(eda: np.ndarray, *, sampling_rate: float, onset: float, response_window: tuple[float, float] = (0.5, 5.0)) -> dict:
+def eda_features(
+    eda: np.ndarray,
+    *,
+    sampling_rate: float,
+    onset: float,
+    response_window: tuple[float, float] = (0.5, 5.0),
+    min_amplitude: float = 0.02,
+) -> dict:
     """Decompose EDA and measure the SCR that follows ``onset``.
 
     Parameters
@@ -97,6 +104,9 @@ def eda_features(eda: np.ndarray, *, sampling_rate: float, onset: float, respons
         ME onset in seconds from the first sample.
     response_window : (float, float)
         An SCR counts when its onset falls this many seconds after the ME onset.
+    min_amplitude : float
+        Smallest SCR in µS (neurokit2's own threshold is relative to the largest peak, so a flat
+        trace would otherwise yield "responses" made of noise).
 
     Returns
     -------
@@ -119,7 +129,7 @@ def eda_features(eda: np.ndarray, *, sampling_rate: float, onset: float, respons
         keep = np.isfinite(onsets) & np.isfinite(amps)
         rel = onsets[keep] - onset
         amps = amps[keep]
-        hit = (rel >= response_window[0]) & (rel <= response_window[1])
+        hit = (rel >= response_window[0]) & (rel <= response_window[1]) & (amps >= min_amplitude)
         if hit.any():
             best = int(np.argmax(np.where(hit, amps, -np.inf)))
             amplitude, latency = float(amps[best]), float(rel[best])

@@ -100,3 +100,7 @@ class RecognitionModel(nn.Module):
 
     def forward_features(self, batch: dict, present: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
+
+    def training_loss(self, batch: dict, target: torch.Tensor, loss_fn) -> torch.Tensor:
+        """Loss for one training batch; models with auxiliary heads add their terms here."""
+        return loss_fn(self(batch), target)

@@ -9,11 +9,14 @@ Four single-modal spatio-temporal attention encoders (USTA) turn each stream int
 - ``physio``: 1-D convolution tokens over the resampled EDA/HR/RSP segments plus one token for the
   neurokit2 scalar features.
 
-Cross-modal spatio-temporal attention (CSTA) is stacked in two levels, following the hierarchy of
+The flow stream uses shallow convolution + max-pooling tokens (the filters that make STSTNet work
+on flow) instead of linear patches. Cross-modal spatio-temporal attention (CSTA) is stacked in two levels, following the hierarchy of
 HSTA: first the two video streams query each other (appearance over time vs. onset/apex motion),
 then each modality (video, depth, physio) queries the tokens of all the others. A missing modality
 is removed from the keys through ``key_padding_mask`` and from the final pooling through the mask;
 an always-present learned null token keeps attention defined when a sample has one modality only.
+Each modality also has an auxiliary classifier on its USTA summary, trained with deep supervision;
+the mean of the present modalities' auxiliary logits is added to the fused head (hybrid fusion).
 """
 
 from __future__ import annotations
@@ -43,6 +46,25 @@ class _PatchTokens(nn.Module):
         return self.norm(self.proj(x).flatten(2).transpose(1, 2)) + self.pos
 
 
+class _ConvTokens(nn.Module):
+    """3x3 convolution + max-pooling to a token grid: the shallow, shift-tolerant motion filters that
+    make STSTNet work on flow, here as tokens for attention."""
+
+    def __init__(self, channels: int, dim: int, size: int, patch: int) -> None:
+        super().__init__()
+        if size % patch:
+            raise ValueError(f"image_size {size} is not a multiple of the flow patch size {patch}")
+        width = max(dim // 2, 8)
+        self.conv = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.GELU(),
+                                  nn.MaxPool2d(patch))
+        self.proj = nn.Linear(width, dim)
+        self.pos = nn.Parameter(torch.zeros(1, (size // patch) ** 2, dim))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.conv(x).flatten(2).transpose(1, 2)) + self.pos
+
+
 class HSTA(RecognitionModel):
     """Hierarchical cross-modal attention model (see the module docstring)."""
 
@@ -57,19 +79,20 @@ class HSTA(RecognitionModel):
         flow_patch: int = 8,
         dropout: float = 0.1,
         modality_dropout: float = 0.25,
+        aux_weight: float = 0.5,
         name: str = "hsta",
     ) -> None:
         super().__init__(
             name,
             inp,
             {"dim": dim, "heads": heads, "depth": depth, "patch": patch, "flow_patch": flow_patch, "dropout": dropout,
-             "modality_dropout": modality_dropout},
+             "modality_dropout": modality_dropout, "aux_weight": aux_weight},
         )
         self.modality_dropout = modality_dropout
         s = inp.image_size
         self.frame_tokens = _PatchTokens(2, dim, s, patch)
         self.time_pos = nn.Parameter(torch.zeros(1, inp.n_frames, 1, dim))
-        self.flow_tokens = _PatchTokens(3, dim, s, flow_patch)
+        self.flow_tokens = _ConvTokens(3, dim, s, flow_patch)
         self.roi_embed = nn.Sequential(nn.Flatten(2), nn.Linear(3 * inp.roi_size**2, dim), nn.GELU())
         self.roi_pos = nn.Parameter(torch.zeros(1, inp.n_rois, dim))
         self.depth_tokens = _PatchTokens(2, dim, s, patch)
@@ -91,6 +114,11 @@ class HSTA(RecognitionModel):
         nn.init.trunc_normal_(self.modality_embed, std=0.02)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, inp.n_classes))
+        # one auxiliary classifier per modality on its own (USTA) summary: deep supervision keeps
+        # every encoder discriminative, and their mean joins the fused logits (hybrid fusion)
+        self.aux = nn.ModuleDict({k: nn.Linear(dim, inp.n_classes) for k in ("video", "depth", "physio")})
+        self.aux_weight = aux_weight
+        self._aux_logits: torch.Tensor | None = None
 
     # --- single-modal encoders -------------------------------------------------------------
     def _encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
@@ -146,7 +174,24 @@ class HSTA(RecognitionModel):
 
         pooled = torch.stack([self.norm(fused[k]).mean(1) for k in names], 1)  # (B, 3, dim)
         z = masked_mean(pooled, present[:, :, None], dim=1)
-        return self.head(z)
+        single = {"video": torch.cat([streams["frames"], streams["flow"]], 1), "depth": streams["depth"],
+                  "physio": streams["physio"]}
+        aux = torch.stack([self.aux[k](single[k].mean(1)) for k in names], 1)  # (B, 3, n_classes)
+        self._aux_logits = aux
+        return self.head(z) + masked_mean(aux, present[:, :, None], dim=1)
+
+    def training_loss(self, batch: dict, target: torch.Tensor, loss_fn) -> torch.Tensor:
+        """Fused loss plus the mean auxiliary loss of the modalities present in each sample."""
+        present = self.present(batch)
+        logits = self.forward_features(batch, present)
+        any_present = present.sum(1, keepdim=True) > 0
+        loss = loss_fn(torch.where(any_present, logits, self.prior.expand_as(logits)), target)
+        if self.aux_weight > 0:
+            per = torch.nn.functional.cross_entropy(
+                self._aux_logits.flatten(0, 1), target.repeat_interleave(3), reduction="none"
+            ).view(-1, 3)
+            loss = loss + self.aux_weight * (per * present).sum() / present.sum().clamp_min(1.0)
+        return loss
 
 
 @register_model

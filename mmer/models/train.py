@@ -220,7 +220,7 @@ def fit(
             if len(rows) < 2:  # BatchNorm needs two samples
                 continue
             batch = to_batch(arrays, rows, opts.modalities)
-            loss = loss_fn(model(batch), torch.from_numpy(y[rows]))
+            loss = model.training_loss(batch, torch.from_numpy(y[rows]), loss_fn)
             optim.zero_grad()
             loss.backward()
             optim.step()
@@ -282,10 +282,12 @@ def _run_fold(k: int, name: str, test_rows: np.ndarray, progress: bool = False) 
     model, hist = fit(p["arrays"], y, train_rows, opts=opts, model_cfg=p["model_cfg"], seed=seed,
                       val_rows=val_rows, progress=progress)
     proba = predict_proba(model, p["arrays"], test_rows, opts.modalities)
+    subsets = {"+".join(sub): predict_proba(model, p["arrays"], test_rows, sub).tolist() for sub in p["eval_subsets"]}
     return {
         "fold": name,
         "test_rows": test_rows.tolist(),
         "proba": proba.tolist(),
+        "subset_proba": subsets,
         "train_subjects": sorted(set(subjects[train_rows].tolist())),
         "val_subjects": sorted(set(subjects[val_rows].tolist())) if val_rows is not None else [],
         "test_subjects": sorted(test_subj),
@@ -302,6 +304,7 @@ def cross_validate(
     out_dir: str | Path | None = None,
     save_final: bool = True,
     progress: bool = True,
+    eval_subsets: Sequence[Sequence[str]] = (),
 ) -> dict:
     """Run the subject-independent protocol and score the pooled predictions.
 
@@ -316,6 +319,10 @@ def cross_validate(
         ``save_final``) ``model.pt``: the same model trained on every subject.
     progress : bool
         tqdm bars on stderr.
+    eval_subsets : sequence of modality subsets
+        Also score each fold's model with only these modalities fed at test time (for example
+        ``[("video",), ("video", "physio")]``: how it degrades when a modality is missing); the
+        scores land in ``subsets``.
 
     Returns
     -------
@@ -335,7 +342,11 @@ def cross_validate(
     probe = create_model(opts.model, **model_cfg)
     if not set(probe.uses) & set(opts.modalities):
         raise ValueError(f"model {opts.model!r} reads {list(probe.uses)} but only {list(opts.modalities)} were chosen")
-    payload = {"arrays": ss.arrays, "y": y, "subjects": subjects, "opts": opts, "model_cfg": model_cfg}
+    for sub in eval_subsets:
+        if not sub or not set(sub) <= set(opts.modalities):
+            raise ValueError(f"eval subset {list(sub)} must be a non-empty subset of {list(opts.modalities)}")
+    payload = {"arrays": ss.arrays, "y": y, "subjects": subjects, "opts": opts, "model_cfg": model_cfg,
+               "eval_subsets": [tuple(sub) for sub in eval_subsets]}
     workers = max(1, min(opts.workers, len(folds), os.cpu_count() or 1))
     results = []
     bar = tqdm(total=len(folds), desc=f"{opts.protocol} folds", unit="fold", disable=not progress)
@@ -390,6 +401,12 @@ def cross_validate(
         "options": opts.as_dict(),
         "features": ss.config.as_dict(),
         "source": ss.meta.get("source"),
+        "subsets": {
+            key: {k: v for k, v in recognition_scores(
+                y[rows], np.concatenate([np.asarray(r["subset_proba"][key]).reshape(-1, len(classes)) for r in results]
+                ).argmax(1), class_names=classes).items() if k in ("uf1", "uar", "accuracy")}
+            for key in results[0]["subset_proba"]
+        },
         "folds": [{k: r[k] for k in ("fold", "test_subjects", "val_subjects", "best_epoch", "final_loss", "seconds")}
                   | {"n_test": len(r["test_rows"])} for r in results],
         "wall_s": None,
