@@ -304,7 +304,18 @@ def configure_lsl(session_id: str, *, extra_lines: Iterable[str] = ()) -> str:
     a replay, a test) must share the session id.
     """
     path = os.path.join(tempfile.gettempdir(), f"mmer-lsl-{session_id}.cfg")
-    lines = ["[lab]", f"SessionID = {session_id}", "[multicast]", "ResolveScope = machine", *extra_lines]
+    # Where multicast does not reach (containers, hosts without a network), resolvers find outlets
+    # only by probing each port of the range; liblsl's default 32 ports hold about 7 outlets per
+    # host, so an 8th stream became unresolvable. 512 ports leave room for many sessions.
+    lines = [
+        "[lab]",
+        f"SessionID = {session_id}",
+        "[multicast]",
+        "ResolveScope = machine",
+        "[ports]",
+        "PortRange = 512",
+        *extra_lines,
+    ]
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
     os.environ["LSLAPICFG"] = path
