@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pace.add_argument("--speed", type=float, default=1.0, help="wall-clock pacing, 1.0 = real time (default)")
     pace.add_argument("--lockstep", action="store_true", help="advance only when every consumer acknowledges")
     parser.add_argument("--consumers", type=int, default=1, help="lockstep: consumers to wait for (default 1)")
+    parser.add_argument("--window", type=int, default=1, help="lockstep: steps the player may run ahead of acks (default 1)")
+    parser.add_argument("--session-id", help="LSL SessionID (default: LSL's own 'default' session)")
     parser.add_argument("--loop", action="store_true", help="start again after the last recording")
     parser.add_argument("--truth-markers", action="store_true", help="publish ground truth on mmer.truth")
     parser.add_argument("--wait-consumers", action="store_true", help="hold the start until every outlet has a consumer")
@@ -38,7 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from mmer.replay import Player, open_dataset
+    from mmer.streams import configure_lsl
+
+    if args.session_id or "LSLAPICFG" not in os.environ:
+        # Also widens liblsl's port range, so all replayed outlets stay resolvable on this host.
+        configure_lsl(args.session_id or "default")
 
     if args.speed <= 0:
         raise ValueError(f"--speed must be > 0, got {args.speed}")
@@ -64,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         wait_consumers=args.wait_consumers,
         consumer_timeout=args.timeout,
         prefix=args.prefix,
+        window=args.window,
     )
     if args.lockstep:
         print(f"lockstep endpoint: {player.lockstep_endpoint}", flush=True)

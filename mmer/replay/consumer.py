@@ -145,6 +145,28 @@ class ReplayConsumer:
                 self._frame_backlog[frame.stream].append(frame)
         return got
 
+    def drain(self, timeout: float = 0.05) -> int:
+        """Without lockstep: pull whatever has arrived on every stream and discard it.
+
+        Returns the number of items received; counts accumulate in :attr:`received` and
+        :attr:`frames_received`.
+        """
+        got = 0
+        for stream, inlet in self.inlets.items():
+            if self.kinds[stream] == "video":
+                inlet.pull_chunk(timeout=0.0, max_samples=4096, as_numpy=True)
+                continue
+            _, ts = inlet.pull_chunk(timeout=0.0, max_samples=4096, as_numpy=True)
+            self.received[stream] += len(ts)
+            got += len(ts)
+        if self.subscriber is not None:
+            frame = self.subscriber.recv(timeout)
+            while frame is not None:
+                self.frames_received[frame.stream] = self.frames_received.get(frame.stream, 0) + 1
+                got += 1
+                frame = self.subscriber.recv(0)
+        return got
+
     def run(self, callback: Callable[[Received], None] | None = None, *, timeout: float = 10.0) -> int:
         """Consume and acknowledge every step until the replay ends; returns the number of steps."""
         steps = 0

@@ -57,12 +57,17 @@ class ReplayStats:
     clock_jumps: int = 0
     media_seconds: float = 0.0
     wall_seconds: float = 0.0
+    wait_seconds: float = 0.0
     schedule_errors_ms: list[float] = field(default_factory=list, repr=False)
 
     @property
     def realtime_factor(self) -> float:
-        """Seconds of recording replayed per wall-clock second."""
-        return self.media_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+        """Seconds of recording replayed per wall-clock second spent replaying.
+
+        Time spent waiting for consumers to join (``wait_seconds``) is not replay time.
+        """
+        busy = self.wall_seconds - self.wait_seconds
+        return self.media_seconds / busy if busy > 0 else 0.0
 
     def as_dict(self) -> dict:
         """Plain dict with schedule-error percentiles (milliseconds, late is positive)."""
@@ -85,6 +90,7 @@ class ReplayStats:
             "clock_jumps": self.clock_jumps,
             "media_seconds": round(self.media_seconds, 3),
             "wall_seconds": round(self.wall_seconds, 3),
+            "wait_seconds": round(self.wait_seconds, 3),
             "realtime_factor": round(self.realtime_factor, 3),
             **pct,
         }
@@ -254,7 +260,11 @@ class Player:
     max_gap : float
         Longest silence (seconds) kept inside one stream; longer gaps are clock jumps.
     chunk_s : float
-        Physiology is pushed in chunks of at most this many seconds, like a live amplifier.
+        Physiology is pushed in chunks of at most this many seconds, like a live amplifier
+        (real-time mode; lockstep pushes one chunk per stream and step).
+    window : int
+        Lockstep only: steps the player may run ahead of the slowest acknowledgement (1 = strict
+        alternation; 2 overlaps decoding with the consumer's work, same order, still no drops).
     """
 
     def __init__(
@@ -424,7 +434,9 @@ class Player:
         if recording.frames:
             rates = [t.spec.rate for t in recording.frames.values() if t.spec.rate > 0]
             step_s = 1.0 / max(rates) if rates else step_s
-        sched = _Schedule(recording, chunk_s=self.chunk_s, max_gap=self.max_gap, truth=self.truth_markers, step_s=step_s)
+        # In lockstep one physiology chunk per stream and step is enough: pacing is the acks'.
+        chunk_s = step_s if self.server is not None else self.chunk_s
+        sched = _Schedule(recording, chunk_s=chunk_s, max_gap=self.max_gap, truth=self.truth_markers, step_s=step_s)
         self.stats.clock_jumps += sched.jumps
         outlets = []
         for ti, track in enumerate(sched.tracks):
@@ -437,7 +449,9 @@ class Player:
             else:
                 outlets.append(self._outlet(track.spec, _SAMPLES))
         label = f"{recording.subject}/{recording.video}"
+        waited = local_clock()
         self._await_consumers(outlets)
+        self.stats.wait_seconds += local_clock() - waited
         log.info("replaying %s: %d items, %.1f s", label, len(sched.t), sched.t_end - sched.t_begin)
         now = local_clock()
         t0 = now + 0.05 - sched.t_begin
