@@ -12,6 +12,8 @@ from pathlib import Path
 from mmer.replay._base import Dataset, DatasetError, RecordingRef
 from mmer.replay.casme3 import Casme3Dataset, open_casme3
 from mmer.replay._describe import describe
+from mmer.replay.flowimages import FlowImages, FlowSample, open_flowimages
+from mmer.replay.fourdme import open_4dme, parse_aus, read_mesh
 from mmer.replay.consumer import Received, ReplayConsumer
 from mmer.replay.lockstep import LOCKSTEP_KEY, LockstepClient, LockstepStep
 from mmer.replay.player import TRUTH_STREAM, Player, ReplayStats
@@ -26,6 +28,10 @@ __all__ = [
     "DatasetError",
     "RecordingRef",
     "Casme3Dataset",
+    "FlowImages",
+    "FlowSample",
+    "parse_aus",
+    "read_mesh",
     "Player",
     "ReplayStats",
     "TRUTH_STREAM",
@@ -47,7 +53,7 @@ __all__ = [
 KINDS = ("casme3", "4dme", "xdf", "flowimages")
 
 
-def open_dataset(kind: str, path: str | Path, *, subjects=None, videos=None, **options) -> Dataset:
+def open_dataset(kind: str, path: str | Path, *, subjects=None, videos=None, **options) -> Dataset | FlowImages:
     """Open a dataset for inspection or replay.
 
     Parameters
@@ -63,11 +69,16 @@ def open_dataset(kind: str, path: str | Path, *, subjects=None, videos=None, **o
 
     Returns
     -------
-    Dataset
-        With ``.recordings()`` (lazy), ``.events``, ``.defects`` and ``.summary()``.
+    Dataset or FlowImages
+        With ``.recordings()`` (lazy), ``.events``, ``.defects`` and ``.summary()``;
+        ``flowimages`` gives a sample-level :class:`FlowImages` (no recordings).
     """
     if kind == "casme3":
         return open_casme3(path, subjects=subjects, videos=videos, **options)
+    if kind == "4dme":
+        return open_4dme(path, subjects=subjects, videos=videos, **options)
+    if kind == "flowimages":
+        return open_flowimages(path, subjects=subjects, videos=videos, **options)
     if kind == "xdf":
         return open_xdf(path, subjects=subjects, videos=videos, **options)
     raise ValueError(f"unknown dataset kind {kind!r}; choose one of {list(KINDS)}")

@@ -193,7 +193,8 @@ class _Schedule:
 
     def _truth_markers(self) -> list[tuple[float, str]]:
         rec = self.recording
-        ref = rec.frames.get("rgb") or next(iter(rec.frames.values()), None)
+        ref = rec.frames.get(rec.meta.get("reference_track", "rgb")) or rec.frames.get("rgb")
+        ref = ref or next(iter(rec.frames.values()), None)
         fps = float(rec.meta.get("fps") or (ref.spec.rate if ref is not None else 30.0) or 30.0)
         first = int(rec.meta.get("first_index", ref.indices[0] if ref is not None and len(ref) else 0))
 
