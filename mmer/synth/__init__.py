@@ -10,6 +10,7 @@ CAS(ME)^3 Part A and Part C layouts and drive the synthetic live sensors.
 from mmer.synth._config import EMOTION_AUS, EMOTIONS, SynthConfig, objective_class
 from mmer.synth._casme3 import write_casme3, write_physio_text
 from mmer.synth._face import Face, FaceNotFoundError, default_face_path, default_faces, load_face, resolve_faces
+from mmer.synth._live import SyntheticLab, shared_lab
 from mmer.synth._physio import COUPLING
 from mmer.synth._preview import render_preview
 from mmer.synth._session import SyntheticSession, generate_session
@@ -21,6 +22,7 @@ __all__ = [
     "Face",
     "FaceNotFoundError",
     "SynthConfig",
+    "SyntheticLab",
     "SyntheticSession",
     "default_face_path",
     "default_faces",
@@ -29,6 +31,7 @@ __all__ = [
     "objective_class",
     "render_preview",
     "resolve_faces",
+    "shared_lab",
     "write_casme3",
     "write_physio_text",
 ]
