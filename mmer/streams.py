@@ -312,6 +312,11 @@ def configure_lsl(session_id: str, *, extra_lines: Iterable[str] = ()) -> str:
         f"SessionID = {session_id}",
         "[multicast]",
         "ResolveScope = machine",
+        # The default machine-scope IPv4 "multicast" address is 127.0.0.1, which is unicast: with
+        # several outlets in one process only one socket gets each query and the rest are found
+        # by port probing (measured: 14 lookups of 7 outlets took 6.7 s). Loopback multicast
+        # groups reach every outlet at once (0.1 s), with or without IPv6.
+        "MachineAddresses = {FF31:113D:6FDD:2C17:A643:FFE2:1BD1:3CD2, 224.0.0.183}",
         "[ports]",
         "PortRange = 512",
         *extra_lines,
