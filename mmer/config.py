@@ -51,15 +51,42 @@ class SensorConfig(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
     required: bool = True
 
+    @field_validator("adapter")
+    @classmethod
+    def _known_adapter(cls, value: str) -> str:
+        from mmer.sensors import ADAPTERS
+
+        if value not in ADAPTERS:
+            raise ValueError(f"unknown adapter {value!r}; allowed: {', '.join(sorted(ADAPTERS))}")
+        return value
+
+    @model_validator(mode="after")
+    def _known_options(self) -> SensorConfig:
+        import inspect
+
+        from mmer.sensors import SensorError, get_adapter
+
+        try:
+            params = inspect.signature(get_adapter(self.adapter).__init__).parameters
+        except SensorError:
+            return self  # optional extra not installed: reported when the session starts
+        allowed = sorted(p for p in params if p != "self")
+        unknown = sorted(set(self.options) - set(allowed))
+        if unknown:
+            raise ValueError(f"adapter {self.adapter!r} has no option(s) {unknown}; allowed: {', '.join(allowed)}")
+        return self
+
 
 class ReplayConfig(_Section):
     """A recorded dataset played as if it were live hardware (``mmer replay``)."""
 
-    kind: Literal["casme3-a", "casme3-c", "4dme", "xdf", "flowimages"]
+    kind: Literal["casme3", "4dme", "xdf"]
     path: Path
+    part: Literal["A", "C"] | None = None
     subjects: list[str] | None = None
     videos: list[str] | None = None
     speed: float = Field(default=1.0, gt=0)
+    loop: bool = False
 
 
 class InputsConfig(_Section):
@@ -111,7 +138,7 @@ class OutputsConfig(_Section):
     events_stream: str = "mmer.events"
     events_source_id: str | None = None
     events_csv: Path | None = None
-    status: Literal["auto", "on", "off"] = "auto"
+    status: Literal["auto"] | bool = "auto"
 
 
 class RecordingConfig(_Section):
@@ -245,9 +272,9 @@ _EXAMPLE = """\
 # Run it with:  mmer live --config session.yaml [--record DIR] [--json]
 # Unknown keys are errors; every field below shows its default unless noted.
 
-# LSL SessionID shared by every process of this session (sensors, recorder, pipeline and any
-# LSL app you start beside them). null picks a random one per run, which keeps separate sessions
-# on one host apart; set it when other processes must see these streams.
+# LSL SessionID shared by every process of this session. null keeps liblsl's default session,
+# which is where vendor LSL apps (BIOPAC, Shimmer, Empatica, BITalino...) publish; set a name to
+# keep several sessions on one network apart (every process of the session must use it).
 session_id: null
 name: my-lab-session
 # Stop after this many seconds; null runs until Ctrl-C (or SIGTERM).
@@ -263,7 +290,8 @@ sensors:
     options: {rate: 200, seed: 1000}
     required: true
 
-# Or replay a recorded dataset as if it were live hardware (same streams, same clock):
+# Or replay a recorded dataset as if it were live hardware (same streams, same clock); kind is
+# casme3 (with part: A or C), 4dme or xdf (a recording folder's session.xdf):
 # replay: {kind: xdf, path: recordings/2024-05-01/session.xdf, speed: 1.0}
 replay: null
 
@@ -302,7 +330,7 @@ outputs:
   events_stream: mmer.events
   events_source_id: null        # defaults to the stream name
   events_csv: null              # also append decisions to this CSV file
-  status: auto                  # terminal view: auto (only on a TTY), on, off
+  status: auto                  # terminal view: auto (only on a TTY), true or false
 
 # Recording (also `--record DIR`): DIR/session.xdf written by LabRecorder, video sidecars in
 # DIR/video/ and a DIR/session.json manifest.

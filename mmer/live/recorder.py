@@ -375,12 +375,14 @@ class SessionRecorder:
             return infos
         infos = []
         for item in self._streams:
-            source_id = item.source_id if isinstance(item, StreamSpec) else item.source_id()
-            name = item.name if isinstance(item, StreamSpec) else item.name()
-            found = pylsl.resolve_bypred(f"source_id='{source_id}' and name='{name}'", 1, self.resolve_timeout)
+            if isinstance(item, pylsl.StreamInfo):
+                infos.append(item)  # already resolved by the caller
+                continue
+            found = pylsl.resolve_bypred(f"source_id='{item.source_id}' and name='{item.name}'", 1, self.resolve_timeout)
             if not found:
                 raise RecorderError(
-                    f"stream {name!r} (source_id {source_id!r}) is not visible on LSL after {self.resolve_timeout} s"
+                    f"stream {item.name!r} (source_id {item.source_id!r}) is not visible on LSL after "
+                    f"{self.resolve_timeout} s"
                 )
             infos.append(found[0])
         return infos

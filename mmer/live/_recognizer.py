@@ -1,0 +1,94 @@
+"""The recogniser as the live pipeline uses it: a checkpoint, its sample options and a mask.
+
+The checkpoint is checked against the modalities the session configures *before* anything
+starts, so a model that cannot be fed fails with a message instead of publishing priors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+_PACKAGED = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
+
+
+def resolve_checkpoint(name: str) -> Path:
+    """``demo`` (or any name of a file in ``mmer/data/checkpoints``) or a path to a ``.pt`` file."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    for candidate in (_PACKAGED / name, _PACKAGED / f"{name}.pt"):
+        if candidate.is_file():
+            return candidate
+    shipped = sorted(p.name for p in _PACKAGED.glob("*.pt")) if _PACKAGED.is_dir() else []
+    raise FileNotFoundError(
+        f"checkpoint {name!r} is neither a file nor a packaged checkpoint; packaged: {shipped or 'none'}"
+    )
+
+
+class Recognizer:
+    """A loaded checkpoint that turns :class:`~mmer.features.sample.Sample` objects into probabilities.
+
+    Parameters
+    ----------
+    checkpoint : str
+        Path or packaged name (see :func:`resolve_checkpoint`).
+    available : sequence of str
+        Modalities the session can deliver (``video``, ``depth``, ``physio``).
+    threads : int
+        torch intra-op threads (1 keeps the pipeline's other threads responsive on few cores).
+    """
+
+    def __init__(self, checkpoint: str, *, available: Sequence[str], threads: int = 1) -> None:
+        import torch
+
+        from mmer.features.sample import SampleConfig
+        from mmer.models import MODALITIES, load_checkpoint
+
+        path = resolve_checkpoint(checkpoint)
+        net, meta = load_checkpoint(path)
+        trained = list(meta.get("modalities", []))
+        if "video" not in trained:
+            raise ValueError(
+                f"checkpoint {path} was trained on {trained}; the live pipeline needs a model that reads "
+                f"video (its early decision is video only)"
+            )
+        unknown = [m for m in available if m not in MODALITIES]
+        if unknown:
+            raise ValueError(f"unknown modalities {unknown}; allowed: {list(MODALITIES)}")
+        extra = [m for m in available if m not in trained]
+        if extra:
+            raise ValueError(
+                f"checkpoint {path} was trained on {trained} but the session configures {list(available)}; "
+                f"remove the {extra} inputs from the config or use a checkpoint trained with them"
+            )
+        torch.set_num_threads(threads)
+        self._torch = torch
+        self.net = net
+        self.meta = meta
+        self.path = path
+        self.available = tuple(m for m in MODALITIES if m in available)
+        self.class_names = list(meta["class_names"])
+        self.sample_config = SampleConfig(**meta.get("features", {}))
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        self.model_id = f"{meta['config']['name']}:{path.stem}:{digest}"
+
+    def modalities(self, stage: str) -> tuple[str, ...]:
+        """Modalities fed at a stage: early reads video (and depth), late everything available."""
+        if stage == "early":
+            return tuple(m for m in self.available if m != "physio")
+        return self.available
+
+    def predict(self, sample) -> dict[str, float]:
+        """Class probabilities for one sample (its mask says which modalities are present)."""
+        torch = self._torch
+        batch = {k: torch.from_numpy(np.ascontiguousarray(v)[None]) for k, v in sample.arrays.items()}
+        with torch.inference_mode():
+            probs = torch.softmax(self.net(batch), dim=1)[0].numpy()
+        return {name: float(p) for name, p in zip(self.class_names, probs, strict=True)}

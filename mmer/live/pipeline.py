@@ -1,0 +1,818 @@
+"""The live pipeline: streams in, ME decisions out on ``mmer.events``, a recording beside them.
+
+::
+
+    sensors / replay  --LSL + ZeroMQ-->  video readers --+--> AlignmentBuffer <-- LSL physio workers
+                                                         |
+                                                         +--> spot thread: Spotter.push per frame
+                                                                   | candidate
+                                                         decision thread: early (video, depth) now,
+                                                         late (fused) once onset+post is buffered
+                                                                   |
+                                                         EventOutlet (mmer.events) + SessionRecorder
+
+Threads do one job each and talk through queues, so a slow model never stalls frame intake:
+frames wait in a bounded queue in front of the spotter (overflow is counted as dropped, the
+spotter is told the frame is missing), and candidates wait for their decisions.
+
+Failure handling: a stream that stops delivering is flagged (log, status view, ``gaps`` in the
+summary) and decisions list it under ``missing``; a video source that comes back on another
+endpoint is found again through LSL; physiology inlets recover by themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pylsl
+
+from mmer.clock import local_clock
+from mmer.config import SessionConfig
+from mmer.fusion import AlignmentBuffer
+from mmer.live._recognizer import Recognizer
+from mmer.live.events import Decision, EventOutlet
+from mmer.live.latency import LatencyTracker
+from mmer.live.recorder import SessionRecorder, check_recording_dir
+from mmer.streams import StreamSpec
+from mmer.transport import FrameSubscriber
+
+__all__ = ["LivePipeline", "PipelineError"]
+
+log = logging.getLogger(__name__)
+
+_RECENT = 12
+
+
+class PipelineError(RuntimeError):
+    """The pipeline cannot start (a required stream or sensor is missing, a bad checkpoint)."""
+
+
+def _full_spec(info: pylsl.StreamInfo, timeout: float) -> StreamSpec:
+    inlet = pylsl.StreamInlet(info, max_buflen=1)
+    try:
+        full = inlet.info(timeout)
+    finally:
+        inlet.close_stream()
+    try:
+        return StreamSpec.from_info(full)
+    except ValueError as err:
+        raise PipelineError(f"stream {info.name()!r}: {err}") from None
+
+
+def _resolve_one(name: str, timeout: float) -> tuple[pylsl.StreamInfo, StreamSpec] | None:
+    """The resolved info (with its network address, for inlets) and the spec from its full metadata."""
+    found = pylsl.resolve_byprop("name", name, 1, timeout)
+    if not found:
+        return None
+    return found[0], _full_spec(found[0], timeout)
+
+
+def _resolve_all(required: list[str], optional: list[str], timeout: float) -> dict[str, pylsl.StreamInfo]:
+    """Resolve several streams by name with one LSL query that returns once all have answered.
+
+    Required streams get ``timeout``; once they are in, optional ones get what is left of it
+    (but at least two seconds).
+    """
+    wanted = list(dict.fromkeys([*required, *optional]))
+    found: dict[str, pylsl.StreamInfo] = {}
+    deadline = time.monotonic() + timeout
+    grace = None
+    while True:
+        missing = [n for n in wanted if n not in found]
+        if not missing:
+            return found
+        pred = " or ".join(f"name='{n}'" for n in missing)
+        for info in pylsl.resolve_bypred(pred, len(missing), 1.0):
+            if info.name() in missing:
+                found.setdefault(info.name(), info)
+        now = time.monotonic()
+        if all(n in found for n in required):
+            grace = grace or max(deadline, now + 2.0)
+            if now >= grace:
+                return found
+        elif now >= deadline:
+            return found
+
+
+class _VideoReader(threading.Thread):
+    """Receives one video stream's pixels from ZeroMQ into the buffer (and to a callback).
+
+    When the stream goes silent for ``stall_timeout`` it is flagged, and its LSL twin is
+    resolved again every few seconds: a camera restarted on another port is picked up.
+    """
+
+    def __init__(self, spec: StreamSpec, buffer: AlignmentBuffer, *, stall_timeout: float, hwm: int,
+                 on_frame: Callable | None = None, on_gap: Callable | None = None) -> None:
+        super().__init__(name=f"mmer-video-{spec.name}", daemon=True)
+        self.spec = spec
+        self.buffer = buffer
+        self.key = buffer.add_stream(spec)
+        self.endpoint = spec.extra.get("zmq/endpoint", "")
+        if not self.endpoint:
+            raise PipelineError(f"video stream {spec.name!r} announces no zmq/endpoint; its pixels cannot be read")
+        self.sub = FrameSubscriber(self.endpoint, streams=[spec.name], hwm=hwm)
+        self.stall_timeout = stall_timeout
+        self.on_frame, self.on_gap = on_frame, on_gap
+        self._stop_evt = threading.Event()
+        self._draining = threading.Event()
+        self.received = 0
+        self.last_arrival = time.monotonic()
+        self.stalled = False
+        self.gaps: list[dict] = []
+        self._arrivals: deque = deque(maxlen=64)
+        self._clock_inlet: pylsl.StreamInlet | None = None
+        self._clock_at = 0.0
+        self.clock_offset = 0.0
+
+    def stop(self, *, drain: bool = True) -> None:
+        """Stop after the queued frames were read (``drain``) or right away."""
+        (self._draining if drain else self._stop_evt).set()
+
+    @property
+    def effective_hz(self) -> float | None:
+        if len(self._arrivals) < 2:
+            return None
+        span = self._arrivals[-1] - self._arrivals[0]
+        return (len(self._arrivals) - 1) / span if span > 0 else None
+
+    def _refresh_clock(self) -> None:
+        now = time.monotonic()
+        if now - self._clock_at < 5.0:
+            return
+        self._clock_at = now
+        try:
+            if self._clock_inlet is None:
+                found = pylsl.resolve_bypred(f"name='{self.spec.name}' and source_id='{self.spec.source_id}'", 1, 0.2)
+                if not found:
+                    return
+                self._clock_inlet = pylsl.StreamInlet(found[0], max_buflen=1)
+            offset = self._clock_inlet.time_correction(timeout=0.2)
+        except Exception as err:  # noqa: BLE001 - pylsl raises its own timeout/lost types
+            log.debug("time correction for %s failed: %s", self.spec.name, err)
+            return
+        self.clock_offset = float(offset)
+        self.buffer.set_clock_offset(self.key, self.clock_offset)
+
+    def _reconnect(self) -> None:
+        found = _resolve_one(self.spec.name, 0.3)
+        if found is None:
+            return
+        endpoint = found[1].extra.get("zmq/endpoint", "")
+        if endpoint and endpoint != self.endpoint:
+            log.warning("video stream %s is back at %s; reconnecting", self.spec.name, endpoint)
+            self.sub.connect(endpoint)
+            self.endpoint = endpoint
+            if self._clock_inlet is not None:
+                self._clock_inlet.close_stream()
+                self._clock_inlet = None
+            self._clock_at = 0.0
+
+    def run(self) -> None:
+        last_try = 0.0
+        quiet_since = None
+        while not self._stop_evt.is_set():
+            self._refresh_clock()
+            frame = self.sub.recv(timeout=0.05)
+            now = time.monotonic()
+            if frame is None:
+                if self._draining.is_set():
+                    quiet_since = quiet_since or now
+                    if now - quiet_since > 0.3:
+                        break
+                    continue
+                if not self.stalled and now - self.last_arrival > self.stall_timeout:
+                    self.stalled = True
+                    self.gaps.append({"stream": self.spec.name, "since": local_clock() - (now - self.last_arrival)})
+                    log.warning("video stream %s stalled: no frame for %.1f s", self.spec.name, now - self.last_arrival)
+                    if self.on_gap:
+                        self.on_gap(self.spec.name, "stalled")
+                if self.stalled and now - last_try > 2.0:
+                    last_try = now
+                    self._reconnect()
+                continue
+            quiet_since = None
+            t_recv = local_clock()
+            if self.stalled:
+                self.stalled = False
+                gap = self.gaps[-1]
+                gap["until"] = t_recv
+                log.warning("video stream %s is back after %.1f s", self.spec.name, gap["until"] - gap["since"])
+                if self.on_gap:
+                    self.on_gap(self.spec.name, "back")
+            self.last_arrival = now
+            self._arrivals.append(now)
+            self.received += 1
+            self.buffer.push_frame(self.key, frame.index, frame.timestamp, frame.data)
+            if self.on_frame is not None:
+                self.on_frame(frame, t_recv, local_clock())
+        self.sub.close()
+        if self._clock_inlet is not None:
+            self._clock_inlet.close_stream()
+
+
+class _MarkerReader(threading.Thread):
+    """Collects a marker stream (ground truth) so reports can show it beside the decisions."""
+
+    def __init__(self, info: pylsl.StreamInfo) -> None:
+        super().__init__(name=f"mmer-markers-{info.name()}", daemon=True)
+        self.inlet = pylsl.StreamInlet(info, max_buflen=360, recover=True)
+        self.inlet.open_stream(timeout=5.0)
+        self.markers: list[tuple[float, str]] = []
+        self._stop_evt = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_evt.set()
+
+    def run(self) -> None:
+        while True:
+            try:
+                samples, stamps = self.inlet.pull_chunk(timeout=0.1)
+            except Exception as err:  # noqa: BLE001 - a lost marker stream only loses the display
+                log.warning("marker stream stopped: %s", err)
+                break
+            for sample, ts in zip(samples, stamps, strict=True):
+                self.markers.append((float(ts + self.inlet.time_correction(timeout=1.0)), str(sample[0])))
+            if self._stop_evt.is_set() and not samples:
+                break
+        self.inlet.close_stream()
+
+
+@dataclass
+class _Job:
+    cid: int
+    cand: object
+    stamps: dict
+    offset: float
+    closing_capture: float
+    early_done: bool = False
+    physio_end: float = 0.0
+
+
+@dataclass
+class _FrameItem:
+    index: int
+    t: float
+    data: np.ndarray | None
+    t_recv: float
+    t_buf: float
+
+
+@dataclass
+class PipelineSummary:
+    """Counters gathered while running (see :meth:`LivePipeline.summary`)."""
+
+    candidates: int = 0
+    decisions: int = 0
+    spot_dropped: int = 0
+    late_incomplete: int = 0
+    errors: list = field(default_factory=list)
+
+
+class LivePipeline:
+    """Run a session: sources, alignment buffer, spotter, recogniser, events, recording.
+
+    Parameters
+    ----------
+    config : SessionConfig
+        The validated session (see :mod:`mmer.config`).
+    sources : list, optional
+        Extra already-built sources with ``start()``/``stop()`` (sensors, a replay player) that
+        the pipeline starts and stops with itself, in addition to ``config.sensors``.
+    record_dir : path, optional
+        Overrides ``config.recording.dir``.
+    status : bool, optional
+        Show the terminal view (``None``: follow ``config.outputs.status``).
+    on_decision : callable, optional
+        Called with every published :class:`Decision` (from the decision thread).
+    """
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        *,
+        sources: list | None = None,
+        record_dir: str | Path | None = None,
+        status: bool | None = None,
+        on_decision: Callable[[Decision], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._extra_sources = list(sources or [])
+        self.record_dir = Path(record_dir) if record_dir is not None else config.recording.dir
+        self._status_flag = status
+        self.on_decision = on_decision
+        self.latency = LatencyTracker()
+        self.counters = PipelineSummary()
+        self.decisions: list[Decision] = []
+        self.candidates: list = []
+        self.recent: deque[str] = deque(maxlen=_RECENT)
+        self.sensors: list = []
+        self.recorder: SessionRecorder | None = None
+        self.manifest: dict | None = None
+        self.buffer: AlignmentBuffer | None = None
+        self._videos: list[_VideoReader] = []
+        self._physio_keys: list[str] = []
+        self._nominal: dict[str, float] = {}
+        self._rate_marks: dict[str, deque] = {}
+        self.events: EventOutlet | None = None
+        self._truth: _MarkerReader | None = None
+        self._frame_q: queue.Queue[_FrameItem] = queue.Queue()
+        self._job_q: queue.Queue[_Job] = queue.Queue()
+        self._frame_times: dict[int, tuple[float, float, float]] = {}
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._spot_done = threading.Event()
+        self._started_at = 0.0
+        self._running = False
+        self._status = None
+        self._lock = threading.Lock()
+        self.rgb_spec: StreamSpec | None = None
+        self.recognizer: Recognizer | None = None
+        self.spot_ms: dict = {}
+
+    # -- start ------------------------------------------------------------------------------------
+    def _available_modalities(self) -> list[str]:
+        inputs = self.config.inputs
+        out = ["video"]
+        if inputs.depth:
+            out.append("depth")
+        if inputs.physio:
+            out.append("physio")
+        return out
+
+    def _make_sensors(self) -> list:
+        if not self.config.sensors:
+            return []
+        from mmer.sensors import create_sensor
+
+        made = []
+        for entry in self.config.sensors:
+            try:
+                made.append(create_sensor(entry.adapter, **entry.options))
+            except (ValueError, TypeError) as err:
+                raise PipelineError(f"sensors: adapter {entry.adapter!r}: {err}") from None
+        return made
+
+    def preflight(self) -> None:
+        """Everything that can fail before a single stream starts: folder, checkpoint, adapters."""
+        if self.record_dir is not None:
+            rc = self.config.recording
+            check_recording_dir(self.record_dir, overwrite=rc.overwrite, min_free_mb=rc.min_free_mb)
+        self.recognizer = Recognizer(
+            self.config.model.checkpoint, available=self._available_modalities(), threads=self.config.model.threads
+        )
+
+    def start(self) -> LivePipeline:
+        """Preflight, start sources, resolve streams, start the recorder, threads and status view.
+
+        The recorder connects before the pipeline's own inlets, so a replay that waits for its
+        first consumer is recorded from its first sample.
+        """
+        from mmer.sensors.base import SensorError
+
+        self.preflight()
+        cfg = self.config
+        self.sensors = self._make_sensors() + self._extra_sources
+        started = []
+        try:
+            for sensor, entry in zip(self.sensors, [*cfg.sensors, *[None] * len(self._extra_sources)], strict=True):
+                try:
+                    sensor.start()
+                    started.append(sensor)
+                except SensorError as err:
+                    if entry is not None and not entry.required:
+                        log.warning("optional sensor %s did not start: %s", entry.adapter, err)
+                        self.recent.append(f"[missing] sensor {entry.adapter}: {err}")
+                        continue
+                    raise PipelineError(f"sensor {getattr(sensor, 'name', sensor)!r} did not start: {err}") from None
+            self.sensors = started
+            inputs = cfg.inputs
+            optional = [n for n in [inputs.depth, *inputs.physio, inputs.truth] if n]
+            found = _resolve_all([inputs.rgb], optional, inputs.resolve_timeout_s)
+            if inputs.rgb not in found:
+                raise PipelineError(
+                    f"RGB stream {inputs.rgb!r} not found on LSL within {inputs.resolve_timeout_s:g} s; "
+                    f"is the camera (or replay) running?"
+                )
+            for name in optional:
+                if name not in found:
+                    log.warning("stream %r not found; decisions will list it as missing", name)
+                    self.recent.append(f"[missing] stream {name}")
+            self.events = EventOutlet(name=cfg.outputs.events_stream, source_id=cfg.outputs.events_source_id)
+            if self.record_dir is not None:
+                self._start_recorder(list(found.values()))
+            self._connect_streams(found)
+        except BaseException:
+            for sensor in started:
+                sensor.stop()
+            if self.recorder is not None:
+                self.recorder.stop("start failed")
+            if self.buffer is not None:
+                self.buffer.close()
+            raise
+        self._started_at = local_clock()
+        self._running = True
+        for target, name in ((self._spot_loop, "mmer-spot"), (self._decide_loop, "mmer-decide")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        for reader in self._videos:
+            reader.start()
+        if self._truth is not None:
+            self._truth.start()
+        self._start_status()
+        return self
+
+    def _start_recorder(self, infos: list[pylsl.StreamInfo]) -> None:
+        rc = self.config.recording
+        events = pylsl.resolve_byprop("source_id", self.events.spec.source_id, 1, 5.0)
+        self.recorder = SessionRecorder(
+            self.record_dir, streams=[*infos, *events], rgb_codec=rc.rgb_codec, rgb_quality=rc.rgb_quality,
+            depth_png_compression=rc.depth_png_compression, min_free_mb=rc.min_free_mb, overwrite=rc.overwrite,
+            config=self.config.model_dump(mode="json"), resolve_timeout=self.config.inputs.resolve_timeout_s,
+            metadata={"model": {"id": self.recognizer.model_id, "path": str(self.recognizer.path)}},
+        )
+        self.recorder.start()
+
+    def _connect_streams(self, found: dict[str, pylsl.StreamInfo]) -> None:
+        cfg = self.config
+        inputs = cfg.inputs
+        timeout = inputs.resolve_timeout_s
+        self.buffer = AlignmentBuffer(seconds=cfg.buffer.seconds, stall_timeout=cfg.buffer.stall_timeout_s)
+        self.rgb_spec = _full_spec(found[inputs.rgb], timeout)
+        self._videos.append(
+            _VideoReader(self.rgb_spec, self.buffer, stall_timeout=cfg.buffer.stall_timeout_s,
+                         hwm=inputs.zmq_hwm, on_frame=self._on_rgb_frame, on_gap=self._on_gap)
+        )
+        if inputs.depth and inputs.depth in found:
+            self._videos.append(
+                _VideoReader(_full_spec(found[inputs.depth], timeout), self.buffer,
+                             stall_timeout=cfg.buffer.stall_timeout_s, hwm=inputs.zmq_hwm, on_gap=self._on_gap)
+            )
+        for name in inputs.physio:
+            if name in found:
+                key = self.buffer.add_inlet(found[name])
+                self._physio_keys.append(key)
+                self._nominal[key] = found[name].nominal_srate()
+        if inputs.truth and inputs.truth in found:
+            self._truth = _MarkerReader(found[inputs.truth])
+
+    def _start_status(self) -> None:
+        from mmer.live.status import StatusView
+
+        mode = self.config.outputs.status
+        enabled = self._status_flag if self._status_flag is not None else (None if mode == "auto" else bool(mode))
+        self._status = StatusView(self.snapshot, enabled=enabled).start()
+
+    # -- frames and candidates ----------------------------------------------------------------------
+    def _on_gap(self, stream: str, state: str) -> None:
+        self.recent.append(f"[{state}] {stream}")
+
+    def _on_rgb_frame(self, frame, t_recv: float, t_buf: float) -> None:
+        self._frame_times[frame.index] = (frame.timestamp, t_recv, t_buf)
+        if len(self._frame_times) > 4096:
+            for k in list(self._frame_times)[:1024]:
+                del self._frame_times[k]
+        limit = max(8, int(2 * (self.rgb_spec.rate or 30)))
+        data = frame.data
+        if self._frame_q.qsize() >= limit:
+            self.counters.spot_dropped += 1
+            data = None  # the spotter learns the frame is missing, instead of falling behind
+        self._frame_q.put(_FrameItem(frame.index, frame.timestamp, data, t_recv, t_buf))
+
+    def _spot_loop(self) -> None:
+        from mmer.spotting import Spotter
+
+        spotter = Spotter(config=self.config.spotter_config(fps=self.rgb_spec.rate or 30.0))
+        self.spotter = spotter
+        try:
+            while True:
+                try:
+                    item = self._frame_q.get(timeout=0.05)
+                except queue.Empty:
+                    if self._stopping.is_set() and not any(r.is_alive() for r in self._videos[:1]):
+                        break
+                    continue
+                cands = spotter.push(item.index, item.t, item.data)
+                if cands:
+                    self._emit(cands, closing=(item.t, item.t_recv, item.t_buf))
+            self._emit(spotter.flush(), closing=None)
+        except Exception as err:  # noqa: BLE001 - reported in the summary, the session keeps recording
+            log.exception("spotter stopped")
+            self.counters.errors.append(f"spotter: {err!r}")
+        finally:
+            self.spot_ms = spotter.ms_per_frame()
+            self._spot_done.set()
+            spotter.close()
+
+    def _emit(self, cands, *, closing) -> None:
+        now = local_clock()
+        post = self.config.buffer.physio_window_s[1]
+        for cand in cands:
+            cid = self.counters.candidates
+            self.counters.candidates += 1
+            self.candidates.append(cand)
+            offset = self.rgb_reader.clock_offset
+            cap, recv, buf = self._frame_times.get(cand.offset, (cand.t_offset, now, now))
+            stamps = {"capture": cap + offset, "transport": recv, "buffer": buf, "spot": now}
+            closing_capture = (closing[0] + offset) if closing else now
+            job = _Job(cid, cand, stamps, offset, closing_capture, physio_end=cand.t_onset + offset + post)
+            self.recent.append(f"candidate {cid}: {cand.kind} frames {cand.onset}-{cand.apex}-{cand.offset}")
+            self._job_q.put(job)
+
+    @property
+    def rgb_reader(self) -> _VideoReader:
+        return self._videos[0]
+
+    # -- decisions ----------------------------------------------------------------------------------
+    def _decide_loop(self) -> None:
+        from mmer.features.face import FaceTracker
+
+        tracker = FaceTracker()
+        pending: list[_Job] = []
+        try:
+            while True:
+                try:
+                    job = self._job_q.get(timeout=0.02)
+                except queue.Empty:
+                    job = None
+                if job is not None:
+                    self._decide(job, "early", tracker)
+                    job.early_done = True
+                    if self._physio_keys:
+                        pending.append(job)
+                final = self._spot_done.is_set() and self._job_q.empty() and self._stopping.is_set()
+                for job in list(pending):
+                    if final or self.buffer.ready(job.physio_end, streams=self._physio_keys):
+                        self._decide(job, "late", tracker, forced=final)
+                        pending.remove(job)
+                if self._spot_done.is_set() and self._job_q.empty() and not pending:
+                    break
+        except Exception as err:  # noqa: BLE001 - reported in the summary
+            log.exception("decision thread stopped")
+            self.counters.errors.append(f"decisions: {err!r}")
+        finally:
+            tracker.close()
+
+    def _decide(self, job: _Job, stage: str, tracker, *, forced: bool = False) -> None:
+        from mmer.features.sample import sample_from_window
+
+        rec = self.recognizer
+        cand = job.cand
+        t_on, t_apex = cand.t_onset + job.offset, cand.t_apex + job.offset
+        pre, post = self.config.buffer.physio_window_s
+        mods = rec.modalities(stage)
+        video_keys = [r.key for r in self._videos]
+        if stage == "early":
+            win = self.buffer.window(t_on, max(t_apex, t_on), streams=video_keys, timeout=0)
+        else:
+            win = self.buffer.window(t_on + min(pre, 0.0), t_on + post, streams=video_keys + self._physio_keys,
+                                     timeout=0)
+        sample = sample_from_window(win, t_onset=t_on, t_apex=t_apex, config=rec.sample_config, tracker=tracker,
+                                    modalities=mods)
+        t_feat = local_clock()
+        probs = rec.predict(sample)
+        t_model = local_clock()
+        present = sample.modalities
+        missing = [m for m in mods if m not in present]
+        label = max(probs, key=probs.get)
+        decision = Decision(
+            candidate_id=job.cid, stage=stage, kind=cand.kind if cand.kind in ("me", "mae") else "me",
+            onset=cand.onset, apex=cand.apex, offset=cand.offset,
+            t_onset=t_on, t_apex=t_apex, t_offset=cand.t_offset + job.offset,
+            label=label, probabilities=probs, modalities=present, missing=missing,
+            model_id=rec.model_id, score=float(cand.score),
+            extra={"reasons": {m: sample.info.get(m, "") for m in missing},
+                   "streams_missing": dict(win.missing)},
+        )
+        since = job.stamps["capture"] if stage == "early" else job.physio_end
+        decision = self.events.publish(decision, since=since)
+        if stage == "early":
+            stamps = {**job.stamps, "features": t_feat, "model": t_model, "publish": decision.t_published}
+            self.latency.record("early", stamps)
+            self.latency.record("early_from_closing_frame",
+                                {"capture": job.closing_capture, "publish": decision.t_published})
+        elif not forced and not any(k in win.missing for k in self._physio_keys):
+            # Only complete windows measure "late event after its window closed"; windows cut
+            # short by a stall or by the end of the session are counted apart.
+            self.latency.record("late", {"capture": job.physio_end, "features": t_feat, "model": t_model,
+                                         "publish": decision.t_published})
+        else:
+            self.counters.late_incomplete += 1
+        with self._lock:
+            self.decisions.append(decision)
+            self.counters.decisions += 1
+        self.recent.append(
+            f"{stage:5s} #{job.cid} {decision.kind} {cand.onset}-{cand.offset}: {label} "
+            f"{probs[label]:.2f} [{'+'.join(present) or 'prior'}] {decision.latency_ms:.0f} ms"
+        )
+        if self.on_decision is not None:
+            self.on_decision(decision)
+
+    # -- run / stop -----------------------------------------------------------------------------------
+    def run(self, *, duration: float | None = None, stop: threading.Event | None = None,
+            until: Callable[[], bool] | None = None) -> dict:
+        """Block until ``duration`` seconds passed, ``stop`` is set, ``until()`` is true, or Ctrl-C.
+
+        Always stops cleanly and returns :meth:`summary`.
+        """
+        duration = duration if duration is not None else self.config.duration_s
+        t_end = None if duration is None else time.monotonic() + duration
+        try:
+            while True:
+                if stop is not None and stop.is_set():
+                    break
+                if t_end is not None and time.monotonic() >= t_end:
+                    break
+                if until is not None and until():
+                    break
+                if self.recorder is not None and self.recorder.failed:
+                    log.error("recording stopped (%s); the pipeline goes on without it", self.recorder.stop_reason)
+                    self.recent.append(f"[recording stopped] {self.recorder.stop_reason}")
+                    self.manifest = self.recorder.manifest()
+                    self.recorder = None
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            log.warning("interrupted: stopping cleanly (sources, queues, decisions, recording)")
+        finally:
+            self.stop()
+        return self.summary()
+
+    def stop(self) -> None:
+        """Stop sources, drain every queue, publish the last decisions, close the recording."""
+        if not self._running:
+            return
+        self._running = False
+        for sensor in self.sensors:
+            try:
+                sensor.stop()
+            except Exception as err:  # noqa: BLE001 - one bad sensor must not block the rest
+                log.error("stopping %s failed: %s", sensor, err)
+        for reader in self._videos:
+            reader.stop(drain=True)
+        for reader in self._videos:
+            reader.join(timeout=10)
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+        if self._truth is not None:
+            self._truth.stop()
+            self._truth.join(timeout=5)
+        if self.buffer is not None:
+            self.buffer.close()
+        if self.recorder is not None:
+            time.sleep(0.3)  # let LabRecorder pull the last markers
+            self.manifest = self.recorder.stop()
+        if self.events is not None:
+            self.events.close()
+        if self._status is not None:
+            self._status.stop()
+
+    # -- reporting ------------------------------------------------------------------------------------
+    def truth(self) -> list[dict]:
+        """Ground-truth intervals received on the truth stream (one dict per onset marker)."""
+        import json
+
+        if self._truth is None:
+            return []
+        rows = []
+        for ts, text in list(self._truth.markers):
+            try:
+                row = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and row.get("phase") == "onset":
+                rows.append({**row, "t_marker": ts})
+        return rows
+
+    def stream_stats(self) -> list[dict]:
+        """Per stream: nominal and effective rate, received, drops, clock offset, buffer fill."""
+        if self.buffer is None:
+            return []
+        stats = self.buffer.stats()["streams"]
+        out = []
+        video = {r.key: r for r in self._videos}
+        for key, st in stats.items():
+            reader = video.get(key)
+            nominal = reader.spec.rate if reader else self._nominal.get(key)
+            capacity = max(1.0, self.config.buffer.seconds * (nominal or 1.0))
+            state = "stalled" if (reader.stalled if reader else st.get("stalled")) else "ok"
+            out.append({
+                "name": key,
+                "type": st.get("type", ""),
+                "nominal_hz": nominal,
+                "effective_hz": reader.effective_hz if reader else self._effective(key, int(st.get("received", 0))),
+                "received": int(st.get("received", 0)),
+                "drops": int(st.get("dropped", 0)),
+                "rejected": int(st.get("rejected", 0)),
+                "offset_ms": st.get("clock_offset_ms"),
+                "fill_pct": min(100.0, 100.0 * st.get("buffered", 0) / capacity),
+                "state": state,
+                "stalls": int(st.get("stalls", 0)),
+            })
+        return out
+
+    def _effective(self, key: str, received: int) -> float | None:
+        marks = self._rate_marks.setdefault(key, deque(maxlen=64))
+        now = time.monotonic()
+        if not marks or now - marks[-1][0] >= 0.5:
+            marks.append((now, received))
+        while len(marks) > 2 and now - marks[0][0] > 5.0:
+            marks.popleft()
+        t0, r0 = marks[0]
+        return (received - r0) / (now - t0) if now - t0 > 0.4 else None
+
+    def snapshot(self) -> dict:
+        """What the status view draws."""
+        return {
+            "elapsed_s": local_clock() - self._started_at if self._started_at else 0.0,
+            "streams": self.stream_stats(),
+            "candidates": self.counters.candidates,
+            "decisions": self.counters.decisions,
+            "recent": list(self.recent),
+            "recording": str(self.record_dir) if self.recorder is not None else "",
+        }
+
+    def summary(self) -> dict:
+        """The run's JSON summary (the ``--json`` contract keys first)."""
+        lat = self.latency.summary()
+        streams = self.stream_stats()
+        frames = [s for s in streams if s["type"] == "VideoRGB"]
+        received = sum(s["received"] for s in frames)
+        gaps = sum(s["drops"] for s in frames)
+        source_dropped = _source_frames_dropped(self.sensors)
+        # Index gaps the camera itself reported (it fell behind and skipped) are the source's;
+        # the rest were lost between camera and spotter, plus frames the spotter had to skip.
+        dropped = max(0, gaps - source_dropped) + self.counters.spot_dropped
+        physio = [s for s in streams if s["type"] in ("EDA", "ECG", "PPG", "RSP")]
+        got = sum(s["received"] for s in physio)
+        # Lost = missing on each stream's sampling grid between its first and last sample, plus
+        # samples the buffer had to reject. Samples a source sent before the pipeline connected
+        # never reached it and are reported apart (``physio_before_connect``).
+        physio_lost = sum(s["drops"] + s.get("rejected", 0) for s in physio)
+        sent = _samples_sent(self.sensors)
+        before = None if sent is None else max(0, sent - got - physio_lost)
+        def pp(kind):
+            entry = lat.get(kind, {})
+            return {"p50": entry.get("p50"), "p95": entry.get("p95")}
+
+        stalls = [g for r in self._videos for g in r.gaps]
+        return {
+            "events": self.counters.decisions,
+            "candidates": self.counters.candidates,
+            "latency_ms": {"early": pp("early"), "late": pp("late"),
+                           "early_from_closing_frame": pp("early_from_closing_frame")},
+            "physio_lost": int(physio_lost),
+            "frames_dropped_pct": 100.0 * dropped / max(1, received + max(0, gaps - source_dropped)),
+            "frames_received": received,
+            "frames_dropped": dropped,
+            "frames_dropped_by_source": source_dropped,
+            "spot_dropped": self.counters.spot_dropped,
+            "late_incomplete": self.counters.late_incomplete,
+            "spotter_ms_per_frame": self.spot_ms,
+            "physio_received": got,
+            "physio_sent": sent,
+            "physio_before_connect": before,
+            "latency_detail": lat,
+            "streams": streams,
+            "gaps": stalls,
+            "errors": list(self.counters.errors),
+            "model": self.recognizer.model_id if self.recognizer else None,
+            "recording": None if self.manifest is None else {
+                "dir": str(self.record_dir), "stop_reason": self.manifest.get("stop_reason"),
+                "video": self.manifest["files"]["video"],
+            },
+        }
+
+    def __enter__(self) -> LivePipeline:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _samples_sent(sensors) -> int | None:
+    """Physiology samples (all channels) the in-process sources pushed; None when none can say."""
+    from mmer.sensors.synthetic import SyntheticPhysio
+
+    total, known = 0, False
+    for sensor in sensors:
+        if isinstance(sensor, SyntheticPhysio):
+            total += int(sensor.health.samples) * len(sensor.channels)
+            known = True
+        elif hasattr(sensor, "physio_samples_sent"):
+            total += int(sensor.physio_samples_sent())
+            known = True
+    return total if known else None
+
+
+def _source_frames_dropped(sensors) -> int:
+    """Frames the sources themselves skipped (a camera that fell behind), from their health."""
+    return sum(int(getattr(getattr(s, "health", None), "frames_dropped", 0) or 0) for s in sensors)
