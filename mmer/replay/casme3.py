@@ -97,7 +97,7 @@ def _norm_subject(value) -> str:
 def _runs(values: list[int]) -> list[tuple[int, int]]:
     """Collapse sorted integers into inclusive ``(first, last)`` runs."""
     runs: list[tuple[int, int]] = []
-    for v in sorted(values):
+    for v in sorted(set(values)):
         if runs and v == runs[-1][1] + 1:
             runs[-1] = (runs[-1][0], v)
         else:
@@ -206,6 +206,8 @@ class _PartA:
         matched_ae: set[int] = set()
         for idx in frame.index:
             row = self._row_dict(frame, idx, path)
+            if not select([row], self.subjects, self.videos, _key):
+                continue
             label = frame.at[idx, "emotion"]
             if pd.isna(label):
                 raise DatasetError(f"{path}: row {row['row']}, column 'emotion' is empty")
@@ -346,7 +348,27 @@ class _PartA:
                 continue
             frames = [f for f, _ in items]
             first_line = min(line for _, line in items)
-            detail = f"{len(frames)} frame(s): {_fmt_runs(_runs(frames))}"
+            seen_frames: dict[int, int] = {}
+            repeats = []
+            for f, line in items:
+                if f in seen_frames:
+                    repeats.append((f, line, seen_frames[f]))
+                else:
+                    seen_frames[f] = line
+            if repeats:
+                self.defects.append(
+                    Defect(
+                        kind="duplicate_row",
+                        file=str(path),
+                        action="skipped: frame already listed",
+                        subject=subject,
+                        video=video,
+                        row=repeats[0][1],
+                        detail=f"{len(repeats)} repeated line(s): "
+                        + ", ".join(f"{f}.jpg line {line} (first on line {first})" for f, line, first in repeats),
+                    )
+                )
+            detail = f"{len(seen_frames)} frame(s): {_fmt_runs(_runs(frames))}"
             if damaged:
                 reason = f"listed as damaged in {path.name}"
                 for f, line in items:
