@@ -343,6 +343,14 @@ def _load_recording(path: Path, *, subject: str, video: str, salvage: bool) -> R
             )
     try:
         streams, _header = pyxdf.load_xdf(str(path))
+    except np.linalg.LinAlgError as err:
+        # Degenerate clock offsets (one measurement, or all at one time) break pyxdf's robust fit;
+        # the samples are fine, so read them without offset correction and say so.
+        streams, _header = pyxdf.load_xdf(str(path), synchronize_clocks=False)
+        defects.append(
+            Defect(kind="clock_sync_failed", file=str(path), subject=subject, video=video,
+                   action="counted: timestamps used without clock-offset correction", detail=str(err))
+        )
     except Exception as err:  # noqa: BLE001 - pyxdf raises OSError, EOFError, RuntimeError, ...
         raise DatasetError(f"{path}: pyxdf cannot read it ({type(err).__name__}: {err})") from err
     frames: dict[str, FrameTrack] = {}

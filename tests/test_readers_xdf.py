@@ -1,0 +1,179 @@
+"""XDF reader on the real LabRecorder files, on damaged copies and on hand-built recordings."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from mmer.dataset import FrameError
+from mmer.replay import DatasetError, ForeignSpec, open_dataset, scan_xdf
+from mmer.streams import StreamType
+
+_FMT = {"float32": "<f4", "double64": "<f8", "int32": "<i4", "int16": "<i2"}
+
+
+def _chunk(tag: int, content: bytes) -> bytes:
+    length = 2 + len(content)
+    head = b"\x01" + bytes([length]) if length < 256 else b"\x04" + struct.pack("<I", length)
+    return head + struct.pack("<H", tag) + content
+
+
+def write_xdf(path: Path, streams: list[dict]) -> None:
+    """Write a minimal but complete XDF 1.0 file (header, streams, samples, clock offsets, footers)."""
+    out = [b"XDF:", _chunk(1, b'<?xml version="1.0"?><info><version>1.0</version></info>')]
+    for sid, s in enumerate(streams, start=1):
+        xml = (
+            f"<?xml version=\"1.0\"?><info><name>{s['name']}</name><type>{s['type']}</type>"
+            f"<channel_count>{s['nch']}</channel_count><nominal_srate>{s['rate']}</nominal_srate>"
+            f"<channel_format>{s['fmt']}</channel_format><source_id>{s['source_id']}</source_id>"
+            f"<created_at>0</created_at><uid>u{sid}</uid><session_id>default</session_id><hostname>h</hostname>"
+            f"<desc>{s.get('desc', '')}</desc></info>"
+        )
+        out.append(_chunk(2, struct.pack("<I", sid) + xml.encode()))
+    for sid, s in enumerate(streams, start=1):
+        ts = np.asarray(s["timestamps"], dtype=np.float64)
+        body = bytearray(struct.pack("<I", sid) + b"\x04" + struct.pack("<I", len(ts)))
+        for k, t in enumerate(ts):
+            body += b"\x08" + struct.pack("<d", t)
+            if s["fmt"] == "string":
+                text = s["data"][k].encode()
+                body += b"\x01" + bytes([len(text)]) + text
+            else:
+                body += np.asarray(s["data"][k], dtype=_FMT[s["fmt"]]).tobytes()
+        out.append(_chunk(3, bytes(body)))
+        for when in ((ts[0] if len(ts) else 0.0) - 1.0, (ts[-1] if len(ts) else 0.0) + 1.0):
+            out.append(_chunk(4, struct.pack("<Idd", sid, when, 0.0)))
+    for sid, s in enumerate(streams, start=1):
+        ts = s["timestamps"]
+        footer = (
+            f"<?xml version=\"1.0\"?><info><first_timestamp>{ts[0] if len(ts) else 0}</first_timestamp>"
+            f"<last_timestamp>{ts[-1] if len(ts) else 0}</last_timestamp><sample_count>{len(ts)}</sample_count></info>"
+        )
+        out.append(_chunk(6, struct.pack("<I", sid) + footer.encode()))
+    path.write_bytes(b"".join(out))
+
+
+def test_real_labrecorder_files(shared_data):
+    ds = open_dataset("xdf", shared_data / "xdf")
+    recs = {r.video: r for r in ds.recordings()}
+    assert set(recs) == {"minimal", "empty_streams"}
+    minimal = recs["minimal"]
+    eeg = minimal.samples["SendDataC"]
+    assert isinstance(eeg.spec, ForeignSpec) and eeg.spec.lsl_type == "EEG"
+    assert eeg.data.shape == (9, 3) and eeg.data.dtype == np.int16
+    assert np.allclose(np.diff(eeg.timestamps), 0.1)  # pyxdf dejittered on the 10 Hz grid
+    assert eeg.timestamps[0] == 0.0  # relative to the first sample: no video stream here
+    strings = minimal.samples["SendDataString"]
+    assert strings.data[1:3] == ["Hello", "World"]
+    empty = recs["empty_streams"]
+    assert len(empty.samples["Empty data stream: test stream 0 counter"]) == 0
+    assert [d.kind for d in empty.defects].count("empty_stream") == 2
+    for path in (shared_data / "xdf").glob("*.xdf"):
+        assert scan_xdf(path) == []
+
+
+def test_truncated_and_corrupt_files(shared_data, tmp_path):
+    data = (shared_data / "xdf" / "minimal.xdf").read_bytes()
+    trunc = tmp_path / "trunc.xdf"
+    trunc.write_bytes(data[:1500])
+    with pytest.raises(DatasetError, match=r"trunc.xdf: corrupt XDF at byte offset 1286: .*truncated"):
+        next(open_dataset("xdf", trunc).recordings())
+    rec = next(open_dataset("xdf", trunc, salvage=True).recordings())
+    assert len(rec.samples["SendDataC"]) == 9  # every intact sample kept
+    assert [(d.kind, d.row) for d in rec.defects] == [("xdf_damage", 1286)]
+    flag = tmp_path / "flag.xdf"
+    damaged = bytearray(data)
+    # The samples chunk of stream 0x02C0FFEE starts at byte 653: 1+4 length bytes, 2 tag bytes,
+    # the stream id at 660, a 1+4 byte sample count, then the first timestamp flag at 669.
+    assert damaged[660:664] == b"\xee\xff\xc0\x02" and damaged[669] == 8
+    damaged[669] = 0x33
+    flag.write_bytes(bytes(damaged))
+    problems = scan_xdf(flag)
+    assert problems and problems[0].offset == 653 and "timestamp flag" in problems[0].message
+    junk = tmp_path / "junk.xdf"
+    junk.write_bytes(b"not an xdf file")
+    with pytest.raises(DatasetError, match="junk.xdf: corrupt XDF at byte offset 0"):
+        open_dataset("xdf", junk)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no .xdf file"):
+        open_dataset("xdf", tmp_path / "empty")
+
+
+def test_clock_jump_reported(tmp_path):
+    ts = np.concatenate([np.arange(50) / 100.0, 1000 + np.arange(50) / 100.0, 999.0 + np.arange(10) / 100.0])
+    write_xdf(tmp_path / "jump.xdf", [
+        {"name": "j.eeg", "type": "EEG", "nch": 1, "rate": 100, "fmt": "float32", "source_id": "j-eeg",
+         "timestamps": ts, "data": np.arange(len(ts))[:, None]},
+    ])
+    rec = next(open_dataset("xdf", tmp_path / "jump.xdf").recordings())
+    track = rec.samples["j.eeg"]
+    assert len(track) == 110
+    assert np.array_equal(track.data[:, 0], np.arange(110))  # sample order kept
+    jumps = [d for d in rec.defects if d.kind == "clock_jump"]
+    assert jumps and "0 backward" not in jumps[0].detail and "1 forward" in jumps[0].detail
+
+
+def make_recording_folder(folder: Path, *, n: int = 12, missing: int | None = None) -> list[np.ndarray]:
+    """A recording folder as ``mmer record`` writes it: session.xdf + RGB/depth sidecars."""
+    video = folder / "video"
+    (video / "cam-depth").mkdir(parents=True)
+    rgb_frames = [np.full((48, 64, 3), 10 * i + 5, np.uint8) for i in range(n)]
+    writer = cv2.VideoWriter(str(video / "cam-rgb.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 48))
+    rows = ["frame_index,timestamp"]
+    for i, frame in enumerate(rgb_frames):
+        if i == missing:
+            continue
+        writer.write(frame)
+        rows.append(f"{100 + i},{50 + i / 30:.6f}")
+    writer.release()
+    (video / "cam-rgb.frames.csv").write_text("\n".join(rows) + "\n")
+    depth = [np.full((48, 64), 400 + i, np.uint16) for i in range(n)]
+    for i, d in enumerate(depth):
+        cv2.imwrite(str(video / "cam-depth" / f"{100 + i:06d}.png"), d)
+    t = 50 + np.arange(n) / 30
+    vdesc = "<video><width>64</width><height>48</height></video>"
+    phys_t = 49.9 + np.arange(int(0.6 * 200)) / 200
+    write_xdf(folder / "session.xdf", [
+        {"name": "mmer.rgb", "type": "VideoRGB", "nch": 2, "rate": 30, "fmt": "double64", "source_id": "cam-rgb",
+         "timestamps": t, "data": np.column_stack([100 + np.arange(n), t]), "desc": vdesc},
+        {"name": "mmer.depth", "type": "VideoDepth", "nch": 2, "rate": 30, "fmt": "double64", "source_id": "cam-depth",
+         "timestamps": t, "data": np.column_stack([100 + np.arange(n), t]), "desc": vdesc},
+        {"name": "mmer.eda", "type": "EDA", "nch": 1, "rate": 200, "fmt": "float32", "source_id": "eda-1",
+         "timestamps": phys_t, "data": np.sin(np.arange(len(phys_t)))[:, None],
+         "desc": "<channels><channel><label>EDA</label><unit>microsiemens</unit><type>EDA</type></channel></channels>"},
+        {"name": "mmer.events", "type": "Markers", "nch": 1, "rate": 0, "fmt": "string", "source_id": "ev",
+         "timestamps": [50.1], "data": ['{"kind": "me"}']},
+    ])
+    return rgb_frames
+
+
+def test_recording_folder_with_sidecars(tmp_path):
+    frames = make_recording_folder(tmp_path / "rec1", missing=4)
+    rec = next(open_dataset("xdf", tmp_path).recordings())
+    rgb, depth = rec.frames["rgb"], rec.frames["depth"]
+    assert rgb.spec.type is StreamType.VIDEO_RGB and list(rgb.indices) == list(range(100, 112))
+    assert rgb.timestamps[0] == pytest.approx(0.0, abs=1e-6)  # t=0 at the first video frame
+    assert rec.samples["mmer.eda"].timestamps[0] == pytest.approx(-0.1, abs=2e-3)
+    for pos in (0, 3, 5, 11):
+        assert abs(float(rgb.read(pos).mean()) - frames[pos].mean()) < 3  # MJPG is lossy
+    with pytest.raises(FrameError, match="frame index 104"):
+        rgb.read(4)
+    assert int(depth.read(7)[0, 0]) == 407 and depth.read(7).dtype == np.uint16
+    assert rec.samples["mmer.events"].data == ['{"kind": "me"}']
+    assert [d.kind for d in rec.defects] == ["sidecar_missing_frames"]
+
+
+def test_sidecar_table_errors(tmp_path):
+    make_recording_folder(tmp_path / "rec")
+    table = tmp_path / "rec" / "video" / "cam-rgb.frames.csv"
+    table.write_text("frame_index,timestamp\n100,1.0\nabc,2.0\n")
+    with pytest.raises(DatasetError, match=r"cam-rgb.frames.csv: line 3: bad frame index"):
+        next(open_dataset("xdf", tmp_path).recordings())
+    shutil.rmtree(tmp_path / "rec" / "video")
+    rec = next(open_dataset("xdf", tmp_path).recordings())
+    assert "mmer.rgb" in rec.samples and "no_sidecar" in [d.kind for d in rec.defects]
