@@ -1,0 +1,216 @@
+"""End-to-end replay through real LSL outlets/inlets and real ZeroMQ sockets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pylsl
+import pytest
+
+from mmer.dataset import Event, FrameError, FrameTrack, Recording, SampleTrack
+from mmer.replay import LockstepClient, Player, ReplayConsumer, TRUTH_STREAM
+from mmer.replay.player import bounded_times
+from mmer.streams import StreamType, markers_spec, physio_spec, video_spec
+from mmer.transport import FrameSubscriber
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _recording(*, n_frames: int = 15, damaged: int | None = None, jump: bool = False, seed: int = 0) -> Recording:
+    """A small synthetic recording: RGB + depth at 30 fps, EDA + ECG at 200 Hz, one marker, one ME."""
+    rng = np.random.default_rng(seed)
+    rgb = [rng.integers(0, 255, (24, 32, 3), dtype=np.uint8) for _ in range(n_frames)]
+    depth = [rng.integers(0, 4000, (24, 32), dtype=np.uint16) for _ in range(n_frames)]
+    idx = np.arange(1, n_frames + 1, dtype=np.int64)
+    t = (idx - 1) / 30.0
+
+    def reader(frames):
+        def read(pos):
+            if pos == damaged:
+                raise FrameError(f"frame {pos} damaged")
+            return frames[pos]
+        return read
+
+    n = int(n_frames / 30 * 200)
+    ts = np.arange(n) / 200.0
+    if jump:
+        ts[n // 2:] += 500.0  # a clock jump of 500 s inside the recording
+    rec = Recording(subject="s1", video="a")
+    rec.frames["rgb"] = FrameTrack(video_spec(StreamType.VIDEO_RGB, width=32, height=24, fps=30, endpoint=""), idx, t, reader(rgb))
+    rec.frames["depth"] = FrameTrack(video_spec(StreamType.VIDEO_DEPTH, width=32, height=24, fps=30, endpoint=""), idx, t, reader(depth))
+    rec.samples["eda"] = SampleTrack(physio_spec("EDA"), ts, rng.normal(size=(n, 1)).astype(np.float32))
+    rec.samples["ecg"] = SampleTrack(physio_spec("ECG"), ts, rng.normal(size=(n, 1)).astype(np.float32))
+    rec.samples["events"] = SampleTrack(markers_spec("mmer.stim"), np.array([0.1]), ["stimulus"])
+    rec.events.append(Event(subject="s1", video="a", onset=3, apex=5, offset=9, emotion="happy", objective_class="I"))
+    rec.meta.update(fps=30.0, first_index=1)
+    rec.frames["rgb"].frames = rgb  # kept for the comparisons below
+    rec.frames["depth"].frames = depth
+    return rec
+
+
+def _prefix() -> str:
+    return f"t{uuid.uuid4().hex[:6]}."
+
+
+def test_bounded_times_keeps_order_and_bounds_gaps():
+    times = np.array([0.0, 0.1, 0.2, 500.0, 500.1, 499.0, 499.1])
+    out, changed = bounded_times(times, rate=10.0, max_gap=1.0)
+    assert changed == 2
+    assert np.all(np.diff(out) >= 0) and out[-1] < 1.0
+    same, none = bounded_times(np.arange(5) / 10, rate=10, max_gap=1.0)
+    assert none == 0 and np.array_equal(same, np.arange(5) / 10)
+
+
+def test_lockstep_replay_delivers_identical_samples_and_frames():
+    rec = _recording()
+    prefix = _prefix()
+    player = Player([rec], lockstep=True, truth_markers=True, prefix=prefix, consumer_timeout=30)
+    names = [prefix + n for n in ("mmer.rgb", "mmer.depth", "mmer.eda", "mmer.ecg", "mmer.stim", TRUTH_STREAM)]
+    got: dict = {"frames": {}, "samples": {}, "markers": {}, "steps": []}
+
+    def consume():
+        with ReplayConsumer(names, timeout=20) as consumer:
+            def keep(r):
+                got["steps"].append(r.step)
+                for k, v in r.frames.items():
+                    got["frames"].setdefault(k, []).extend(v)
+                for k, (d, ts) in r.samples.items():
+                    got["samples"].setdefault(k, []).append((d, ts))
+                for k, v in r.markers.items():
+                    got["markers"].setdefault(k, []).extend(v)
+            consumer.run(keep, timeout=20)
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    stats = player.run()
+    thread.join(30)
+    assert stats.frames == 2 * 15 and stats.frames_damaged == 0
+    rgb = got["frames"][prefix + "mmer.rgb"]
+    assert [f.index for f in rgb] == list(range(1, 16))
+    assert all(np.array_equal(f.data, rec.frames["rgb"].frames[i]) for i, f in enumerate(rgb))
+    depth = got["frames"][prefix + "mmer.depth"]
+    assert all(np.array_equal(f.data, rec.frames["depth"].frames[i]) for i, f in enumerate(depth))
+    eda = np.concatenate([d for d, _ in got["samples"][prefix + "mmer.eda"]])
+    eda_ts = np.concatenate([ts for _, ts in got["samples"][prefix + "mmer.eda"]])
+    assert np.array_equal(eda, rec.samples["eda"].data)
+    t0 = rgb[0].timestamp
+    assert np.allclose(eda_ts - t0, rec.samples["eda"].timestamps, atol=1e-9)  # original relative timing
+    assert np.allclose([f.timestamp - t0 for f in rgb], rec.frames["rgb"].timestamps, atol=1e-9)
+    assert [m for m, _ in got["markers"][prefix + "mmer.stim"]] == ["stimulus"]
+    truth = [json.loads(m) for m, _ in got["markers"][prefix + TRUTH_STREAM]]
+    assert [(m["phase"], m["frame"]) for m in truth] == [("onset", 3), ("apex", 5), ("offset", 9)]
+    steps = [s.step for s in got["steps"]]
+    assert steps == list(range(len(steps))) and stats.steps == len(steps)
+    # watermarks: every frame of a step is stamped before that step's watermark
+    assert all(s.until > t0 for s in got["steps"])
+
+
+def test_realtime_replay_to_plain_inlets_and_subscriber_counts_damaged_frame():
+    rec = _recording(damaged=4)
+    prefix = _prefix()
+    player = Player([rec], speed=2.0, prefix=prefix, wait_consumers=True, consumer_timeout=20)
+    player.start()
+    infos = {}
+    for name in ("mmer.rgb", "mmer.depth", "mmer.eda", "mmer.ecg", "mmer.stim"):
+        found = pylsl.resolve_byprop("name", prefix + name, 1, 10)
+        assert found, name
+        infos[name] = found[0]
+    inlets = {k: pylsl.StreamInlet(v, max_buflen=60) for k, v in infos.items()}
+    for inlet in inlets.values():
+        inlet.open_stream(5)
+    endpoint = inlets["mmer.rgb"].info(5).desc().child("zmq").child_value("endpoint")
+    sub = FrameSubscriber(endpoint, streams=[prefix + "mmer.rgb", prefix + "mmer.depth"])
+    frames, eda = [], []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        frame = sub.recv(0.05)
+        if frame is not None:
+            frames.append(frame)
+        data, _ = inlets["mmer.eda"].pull_chunk(timeout=0.0, max_samples=1000, as_numpy=True)
+        eda.extend(data[:, 0].tolist())
+        if player.wait(0) and frame is None:
+            break
+    data, _ = inlets["mmer.eda"].pull_chunk(timeout=0.5, max_samples=1000, as_numpy=True)
+    eda.extend(data[:, 0].tolist())
+    sub.close()
+    stats = player.stats
+    assert stats.frames_damaged == 2  # position 4 of rgb and of depth
+    rgb = [f for f in frames if f.stream == prefix + "mmer.rgb"]
+    assert [f.index for f in rgb] == [i for i in range(1, 16) if i != 5]
+    assert np.allclose(eda, rec.samples["eda"].data[:, 0])
+    errors = np.array(stats.schedule_errors_ms)
+    assert errors.size > 0 and np.percentile(errors, 50) < 20  # paced, not dumped
+
+
+def test_clock_jump_replays_whole_in_bounded_time():
+    rec = _recording(jump=True)
+    prefix = _prefix()
+    player = Player([rec], speed=1.0, prefix=prefix)
+    begin = time.monotonic()
+    stats = player.run()
+    assert time.monotonic() - begin < 5.0  # a 500 s jump does not make us wait 500 s
+    assert stats.samples == 2 * len(rec.samples["eda"]) and stats.clock_jumps == 2
+
+
+def test_lockstep_into_alignment_buffer():
+    fusion = pytest.importorskip("mmer.fusion")
+    rec = _recording(n_frames=12, seed=3)
+    prefix = _prefix()
+    player = Player([rec], lockstep=True, prefix=prefix, consumer_timeout=30)
+    names = [prefix + n for n in ("mmer.rgb", "mmer.eda")]
+    buf = fusion.AlignmentBuffer(seconds=30, frame_seconds=30, dejitter=False)
+    keys = {}
+
+    def consume():
+        with ReplayConsumer(names, timeout=20) as consumer:
+            for name, inlet in consumer.inlets.items():
+                from mmer.streams import StreamSpec
+                keys[name] = buf.add_stream(StreamSpec.from_info(inlet.info(5)))
+
+            def into_buffer(r):
+                for k, (d, ts) in r.samples.items():
+                    buf.push_samples(keys[k], d, ts)
+                for k, frames in r.frames.items():
+                    for f in frames:
+                        buf.push_frame(keys[k], f.index, f.timestamp, f.data)
+            consumer.run(into_buffer, timeout=20)
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    player.run()
+    thread.join(30)
+    eda_key, rgb_key = keys[prefix + "mmer.eda"], keys[prefix + "mmer.rgb"]
+    t_first = buf.window(0, 1e9, timeout=0).frames[rgb_key].timestamps[0]
+    win = buf.window(t_first, t_first + 11 / 30, timeout=1.0)
+    assert list(win.frames[rgb_key].indices) == list(range(1, 13))
+    assert all(np.array_equal(f, rec.frames["rgb"].frames[i]) for i, f in enumerate(win.frames[rgb_key].frames))
+    eda = win.signals[eda_key]
+    n = len(eda)
+    assert np.array_equal(eda.data[:, 0], rec.samples["eda"].data[:n, 0])
+    buf.close()
+
+
+def test_lockstep_client_needs_a_player():
+    with pytest.raises(ValueError, match="lockstep endpoint is empty"):
+        LockstepClient("")
+    with pytest.raises(TimeoutError, match="no lockstep player"):
+        LockstepClient("tcp://127.0.0.1:9", timeout=0.3)
+
+
+def test_replay_cli_errors(shared_data, tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "mmer", *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+    out = run("replay", "casme3", str(shared_data / "casme3-annotations"))
+    assert out.returncode == 2 and "no recording with media" in out.stderr
+    out = run("inspect", "xdf", str(tmp_path))
+    assert out.returncode == 2 and "not an XDF dataset" in out.stderr
+    out = run("replay", "casme3", str(tmp_path), "--speed", "0")
+    assert out.returncode == 2 and "--speed must be > 0" in out.stderr
