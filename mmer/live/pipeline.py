@@ -329,13 +329,15 @@ class LivePipeline:
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._spot_done = threading.Event()
-        self._started_at = 0.0
+        self.started_at = 0.0
         self._running = False
         self._status = None
         self._lock = threading.Lock()
         self.rgb_spec: StreamSpec | None = None
         self.recognizer: Recognizer | None = None
         self.spot_ms: dict = {}
+        self.spot_signal: dict = {}
+        self.first_frame_t: float | None = None
 
     # -- start ------------------------------------------------------------------------------------
     def _available_modalities(self) -> list[str]:
@@ -417,7 +419,7 @@ class LivePipeline:
             if self.buffer is not None:
                 self.buffer.close()
             raise
-        self._started_at = local_clock()
+        self.started_at = local_clock()
         self._running = True
         for target, name in ((self._spot_loop, "mmer-spot"), (self._decide_loop, "mmer-decide")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -476,6 +478,8 @@ class LivePipeline:
         self.recent.append(f"[{state}] {stream}")
 
     def _on_rgb_frame(self, frame, t_recv: float, t_buf: float) -> None:
+        if self.first_frame_t is None:
+            self.first_frame_t = frame.timestamp + self.rgb_reader.clock_offset
         self._frame_times[frame.index] = (frame.timestamp, t_recv, t_buf)
         if len(self._frame_times) > 4096:
             for k in list(self._frame_times)[:1024]:
@@ -509,6 +513,7 @@ class LivePipeline:
             self.counters.errors.append(f"spotter: {err!r}")
         finally:
             self.spot_ms = spotter.ms_per_frame()
+            self.spot_signal = {k: list(v) for k, v in spotter.signal.items()}
             self._spot_done.set()
             spotter.close()
 
@@ -732,7 +737,7 @@ class LivePipeline:
     def snapshot(self) -> dict:
         """What the status view draws."""
         return {
-            "elapsed_s": local_clock() - self._started_at if self._started_at else 0.0,
+            "elapsed_s": local_clock() - self.started_at if self.started_at else 0.0,
             "streams": self.stream_stats(),
             "candidates": self.counters.candidates,
             "decisions": self.counters.decisions,
