@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pylsl
@@ -19,9 +16,6 @@ from mmer.replay import LockstepClient, Player, ReplayConsumer, TRUTH_STREAM
 from mmer.replay.player import bounded_times
 from mmer.streams import StreamType, markers_spec, physio_spec, video_spec
 from mmer.transport import FrameSubscriber
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _recording(*, n_frames: int = 15, damaged: int | None = None, jump: bool = False, seed: int = 0) -> Recording:
     """A small synthetic recording: RGB + depth at 30 fps, EDA + ECG at 200 Hz, one marker, one ME."""
@@ -204,13 +198,12 @@ def test_lockstep_client_needs_a_player():
         LockstepClient("tcp://127.0.0.1:9", timeout=0.3)
 
 
-def test_replay_cli_errors(shared_data, tmp_path):
-    def run(*args):
-        return subprocess.run([sys.executable, "-m", "mmer", *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+def test_replay_cli_errors(shared_data, tmp_path, capsys):
+    from mmer.cli import main
 
-    out = run("replay", "casme3", str(shared_data / "casme3-annotations"))
-    assert out.returncode == 2 and "no recording with media" in out.stderr
-    out = run("inspect", "xdf", str(tmp_path))
-    assert out.returncode == 2 and "not an XDF dataset" in out.stderr
-    out = run("replay", "casme3", str(tmp_path), "--speed", "0")
-    assert out.returncode == 2 and "--speed must be > 0" in out.stderr
+    assert main(["replay", "casme3", str(shared_data / "casme3-annotations")]) == 2
+    assert "no recording with media" in capsys.readouterr().err
+    assert main(["inspect", "xdf", str(tmp_path)]) == 2
+    assert "not an XDF dataset" in capsys.readouterr().err
+    assert main(["replay", "casme3", str(tmp_path), "--speed", "0"]) == 2
+    assert "--speed must be > 0" in capsys.readouterr().err
