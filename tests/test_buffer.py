@@ -219,6 +219,9 @@ def test_lsl_and_zmq_loopback_into_windows():
             time.sleep(0.005)
         # Loopback time_correction() is not exactly 0: leave 1 ms either side.
         win = buf.window(t0 - 0.001, t0 + 0.951, timeout=5)
+        deadline = time.monotonic() + 5  # timing samples travel separately from pixels
+        while buf.stats()["streams"][rgb_spec.name]["announced"] < 30 and time.monotonic() < deadline:
+            time.sleep(0.02)
         stats = buf.stats()["streams"]
     assert win.complete, win.missing
     fw = win.frames[rgb_spec.name]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import numpy as np
@@ -195,6 +196,9 @@ def test_video_outlets_can_share_a_publisher():
         assert got.stream == dep.spec.name and int(got.data[0, 0]) == 1234
         rgb.close()
         dep.close()
+        deadline = time.monotonic() + 5  # the unsubscription travels asynchronously
+        while pub.has_subscribers() and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert pub.has_subscribers() is False
 
 

@@ -7,7 +7,9 @@ and each keeping ``--seconds`` of history:
 
 - ``mmer``: :class:`~mmer.fusion.AlignmentBuffer` (numpy ``dest_obj`` pulls into its rings);
 - ``mne_lsl``: MNE-LSL's ``StreamLSL`` with its default 1 ms acquisition delay;
-- ``pylsl_list``: pylsl ``pull_chunk`` returning Python lists, kept in a ``deque``.
+- ``pylsl_list``: pylsl ``pull_chunk`` returning Python lists, kept in a ``deque``;
+- ``pylsl_numpy_bare`` (reference ceiling, not a buffer): numpy pulls that keep nothing, i.e.
+  what liblsl itself delivers to one inlet on this machine.
 
 Reported: samples ingested per second of wall time (after a warm-up), and per CPU second of
 the consumer process.
@@ -26,12 +28,14 @@ import numpy as np
 NAME = "buffer"
 HELP = "physio throughput: mmer AlignmentBuffer vs MNE-LSL StreamLSL vs pylsl list path"
 
-_CONSUMERS = ("mmer", "mne_lsl", "pylsl_list")
+_CONSUMERS = ("mmer", "mne_lsl", "pylsl_list", "pylsl_numpy_bare")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per consumer")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before counting starts")
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds measured per consumer and round")
+    parser.add_argument("--warmup", type=float, default=0.5, help="seconds before counting starts")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="each consumer runs this many times, order rotated; medians are reported")
     parser.add_argument("--seconds", type=float, default=30.0, help="history kept by each consumer")
     parser.add_argument("--chunk", type=int, default=256, help="samples per pushed chunk")
 
@@ -103,6 +107,7 @@ def _consume(kind: str, source_id: str, duration: float, warmup: float, seconds:
 
         else:
             info = pylsl.resolve_byprop("source_id", source_id, 1, 10.0)[0]
+            dest = np.empty((4096, 4), dtype=np.float32)
             inlet = pylsl.StreamInlet(info, max_buflen=360)
             inlet.open_stream(10.0)
             ring: collections.deque = collections.deque(maxlen=int(seconds * 200))
@@ -127,6 +132,9 @@ def _consume(kind: str, source_id: str, duration: float, warmup: float, seconds:
                 samples, ts = inlet.pull_chunk(timeout=0.02, max_samples=1024)
                 ring.extend(zip(ts, samples))
                 total[0] += len(ts)
+            elif kind == "pylsl_numpy_bare":
+                _, ts = inlet.pull_chunk(timeout=0.02, max_samples=4096, dest_obj=dest, as_numpy=True)
+                total[0] += len(ts)
             else:
                 time.sleep(0.02)
         close()
@@ -137,8 +145,8 @@ def _consume(kind: str, source_id: str, duration: float, warmup: float, seconds:
 
 
 def run(args: argparse.Namespace) -> dict:
-    if args.duration <= 0 or args.warmup < 0:
-        raise ValueError("--duration must be > 0 and --warmup >= 0")
+    if args.duration <= 0 or args.warmup < 0 or args.rounds < 1:
+        raise ValueError("--duration must be > 0, --warmup >= 0 and --rounds >= 1")
     ctx = mp.get_context("spawn")
     source_id = f"bench-buffer-{uuid.uuid4().hex[:8]}"
     stop = ctx.Event()
@@ -149,33 +157,39 @@ def run(args: argparse.Namespace) -> dict:
     try:
         if not s_parent.poll(30) or s_parent.recv() != "ready":
             raise RuntimeError("sender did not start")
-        for kind in _CONSUMERS:
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_consume, args=(kind, source_id, args.duration, args.warmup, args.seconds,
-                                                       child), daemon=True)
-            proc.start()
-            if not parent.poll(args.duration + args.warmup + 60):
-                proc.terminate()
-                raise RuntimeError(f"{kind} consumer returned nothing")
-            res = parent.recv()
-            proc.join(10)
-            if isinstance(res, str):
-                raise RuntimeError(f"{kind} consumer failed: {res}")
-            results[kind] = res
+        for r in range(args.rounds):
+            order = _CONSUMERS[r % len(_CONSUMERS):] + _CONSUMERS[: r % len(_CONSUMERS)]
+            for kind in order:
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_consume, args=(kind, source_id, args.duration, args.warmup,
+                                                           args.seconds, child), daemon=True)
+                proc.start()
+                if not parent.poll(args.duration + args.warmup + 60):
+                    proc.terminate()
+                    raise RuntimeError(f"{kind} consumer returned nothing")
+                res = parent.recv()
+                proc.join(10)
+                if isinstance(res, str):
+                    raise RuntimeError(f"{kind} consumer failed: {res}")
+                results.setdefault(kind, []).append(res)
     finally:
         stop.set()
         sent = s_parent.recv() if s_parent.poll(10) else None
         sender.join(5)
         if sender.is_alive():
             sender.terminate()
-    rate = {k: n / wall for k, (n, wall, _) in results.items()}
-    per_cpu = {k: (n / cpu if cpu > 0 else None) for k, (n, _, cpu) in results.items()}
+    rates = {k: [n / wall for n, wall, _ in runs] for k, runs in results.items()}
+    per_cpu = {k: float(np.median([n / cpu for n, _, cpu in runs if cpu > 0])) for k, runs in results.items()}
+    rate = {k: float(np.median(v)) for k, v in rates.items() if k != "pylsl_numpy_bare"}
     return {
         "samples_per_s": rate,
         "samples_per_cpu_s": per_cpu,
         "ratio_vs_mne_lsl": rate["mmer"] / rate["mne_lsl"] if rate["mne_lsl"] else None,
         "ratio_vs_pylsl_list": rate["mmer"] / rate["pylsl_list"] if rate["pylsl_list"] else None,
+        "liblsl_ceiling_samples_per_s": float(np.median(rates["pylsl_numpy_bare"])),
+        "rounds": {k: [round(x) for x in v] for k, v in rates.items()},
         "samples_sent": sent,
-        "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "history_s": args.seconds,
+        "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds,
+                     "history_s": args.seconds,
                      "channels": 4, "chunk": args.chunk},
     }

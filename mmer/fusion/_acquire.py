@@ -114,10 +114,10 @@ class LSLWorker(threading.Thread):
         self.buffer.set_clock_offset(self.key, offset, at=local_clock())
 
     def _pull(self, timeout: float) -> int:
-        # min_samples=1: return as soon as anything is there (low latency at 200 Hz), yet drain
-        # everything queued in one call when the stream is fast.
-        _, ts = self.inlet.pull_chunk(timeout=timeout, max_samples=_CHUNK, dest_obj=self._buf, as_numpy=True,
-                                      min_samples=1)
+        # Without min_samples liblsl fills the chunk or waits out the timeout: a fast stream
+        # arrives in full chunks (little Python per sample, more CPU left to liblsl's receiver),
+        # a 200 Hz stream at most _POLL seconds late.
+        _, ts = self.inlet.pull_chunk(timeout=timeout, max_samples=_CHUNK, dest_obj=self._buf, as_numpy=True)
         n = len(ts)
         if not n:
             return 0
