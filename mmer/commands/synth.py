@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     c = sub.add_parser("casme3", help="write a synthetic set in the CAS(ME)^3 Part A or Part C layout")
     c.add_argument("out", help="output folder (must be empty unless --overwrite)")
-    c.add_argument("--part", choices=["A", "C", "a", "c"], default="A", help="layout (default A)")
+    c.add_argument("--part", type=str.upper, choices=["A", "C"], default="A", help="layout (default A)")
     c.add_argument("--subjects", type=int, default=2, help="number of subjects (default 2)")
     c.add_argument("--videos", type=int, default=2, help="videos per subject, Part A (default 2)")
     c.add_argument("--seconds", type=float, default=10.0, help="seconds per video (default 10)")

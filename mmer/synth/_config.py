@@ -110,8 +110,12 @@ class SynthConfig:
     jpeg_quality : int
         JPEG quality of written colour frames.
     depth_distance_mm, depth_noise_mm, depth_holes : float
-        Camera-to-nose distance, depth noise at that distance and the fraction of face pixels that
+        Camera-to-nose distance, depth noise at that distance and the fraction of pixels that
         read zero.
+    depth_range_mm : (float, float)
+        Working range of the depth camera; anything nearer or farther reads zero (the wall behind
+        the subject sits ~700 mm behind the face, out of range by default, as with short-range
+        structured-light cameras).
     physio_coupling : float
         Scale of every event-locked physiological response (0 removes the coupling).
     spontaneous_scr_per_min : float
@@ -145,6 +149,7 @@ class SynthConfig:
     depth_distance_mm: float = 600.0
     depth_noise_mm: float = 1.5
     depth_holes: float = 0.02
+    depth_range_mm: tuple[float, float] = (200.0, 1200.0)
     physio_coupling: float = 1.0
     spontaneous_scr_per_min: float = 1.5
     motion_artifacts: bool = True
@@ -168,7 +173,7 @@ class SynthConfig:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
         for name in ("me_duration", "mae_duration", "blink_duration", "blink_interval"):
             _check_range(name, getattr(self, name), low=1e-3)
-        for name in ("me_amplitude", "mae_amplitude", "head_jerk_px", "speech_amplitude_px"):
+        for name in ("me_amplitude", "mae_amplitude", "head_jerk_px", "speech_amplitude_px", "depth_range_mm"):
             _check_range(name, getattr(self, name))
         for name in ("prototypical", "unilateral", "depth_holes", "electrode_drop"):
             value = getattr(self, name)

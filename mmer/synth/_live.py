@@ -37,7 +37,9 @@ class SyntheticLab:
     fps, size, physio_rate : float, (int, int), float
         Video and physiology formats.
     segment : float
-        Seconds per generated segment; the next one is prepared in the background.
+        Seconds per generated segment.
+    prefetch : bool
+        Prepare segment ``k + 1`` in a background thread while ``k`` plays.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class SyntheticLab:
         size: tuple[int, int] = (640, 480),
         physio_rate: float = 200.0,
         segment: float = 60.0,
+        prefetch: bool = True,
     ) -> None:
         if segment < 2.0:
             raise ValueError(f"segment must be >= 2 s, got {segment}")
@@ -69,6 +72,7 @@ class SyntheticLab:
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._t0: float | None = None
+        self.prefetch = prefetch
 
     def position(self, rate: float) -> int:
         """Index (at ``rate``) that is due now on the anchored clock; 0 before anchoring."""
@@ -101,7 +105,8 @@ class SyntheticLab:
     def segment(self, k: int) -> SyntheticSession:
         """Segment ``k`` (built on first use; ``k + 1`` is then prepared in the background)."""
         session = self._get(k)
-        self._prefetch(k + 1)
+        if self.prefetch:
+            self._prefetch(k + 1)
         return session
 
     def _get(self, k: int) -> SyntheticSession:

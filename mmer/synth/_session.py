@@ -376,7 +376,8 @@ class SyntheticSession:
             k = int(self._frame_seeds[position, 2] % _N_NOISE)
             scale = self.config.depth_noise_mm / self.config.depth_distance_mm**2
             d += dnoise[k] * (d * d * scale)
-        d[~valid] = 0.0
+        near, far = self.config.depth_range_mm
+        d[~valid | (d < near) | (d > far)] = 0.0
         if self.config.depth_holes > 0:
             d[holes[int(self._frame_seeds[position, 3] % _N_NOISE)]] = 0.0
         return np.clip(d, 0, 65535).astype(np.uint16)
