@@ -111,6 +111,17 @@ def check_recording_dir(directory: str | Path, *, overwrite: bool = False, min_f
     return directory
 
 
+def _session_id() -> str:
+    """The LSL SessionID this process uses (``default`` unless an lsl_api.cfg sets one)."""
+    cfg = os.environ.get("LSLAPICFG")
+    if cfg and Path(cfg).is_file():
+        for line in Path(cfg).read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "SessionID" and value.strip():
+                return value.strip()
+    return "default"
+
+
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -497,17 +508,19 @@ class SessionRecorder:
         """The ``session.json`` content."""
         return {
             "format": "mmer-recording/1",
+            "subject": self.metadata.get("subject") or self.config.get("name") or self.directory.name,
+            "session": self.metadata.get("session") or self.directory.name,
             "files": {"xdf": "session.xdf", "video": [c.summary() for c in self._sidecars]},
             "started_at": self.started_at,
             "stopped_at": self.stopped_at,
             "lsl_clock": {"start": self.t_start, "stop": self.t_stop},
             "stop_reason": self.stop_reason or None,
             "host": socket.gethostname(),
-            "session_id": os.environ.get("LSLAPICFG", ""),
+            "session_id": _session_id(),
             "versions": package_versions(),
             "streams": self._stream_meta,
             "config": self.config,
-            **self.metadata,
+            **{k: v for k, v in self.metadata.items() if k not in ("subject", "session")},
         }
 
     def _write_manifest(self) -> None:
