@@ -115,8 +115,17 @@ class Dataset:
             "objective_classes": dict(sorted(objective.items())),
             "defect_counts": dict(sorted(defect_kinds.items())),
             **self.info,
-            "defects": [d.as_dict() for d in self.defects],
+            "defects": [_relative(d.as_dict(), self.path) for d in self.defects],
         }
+
+
+def _relative(item: dict, root: Path) -> dict:
+    """Defect dict with its file relative to the dataset root (short, and stable across machines)."""
+    try:
+        item["file"] = str(Path(item["file"]).relative_to(root))
+    except ValueError:
+        pass
+    return item
 
 
 def find_file(root: Path, names: Iterable[str]) -> Path | None:

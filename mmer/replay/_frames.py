@@ -66,33 +66,52 @@ class ImageFolderReader:
 
 
 class VideoFileReader:
-    """``reader(position)`` on a video file, decoding sequentially and seeking only when asked to jump.
+    """``reader(position)`` on a video file, decoding sequentially and seeking only for real jumps.
 
-    Only the current frame is in memory, so an 8-minute video costs one frame of RAM. The capture
-    is opened on first use and guarded by a lock, because the player prefetches from a thread.
+    Only the frames around the read position are in memory (``cache`` of them), so an 8-minute
+    video costs a few frames of RAM. The player prefetches from two threads, which may ask for
+    ``p + 1`` just before ``p``; decoded frames are cached and short forward gaps are decoded
+    through, so such requests never seek (seeking compressed video is slow and not always exact).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, cache: int = 16) -> None:
         self.path = Path(path)
         self._cap: cv2.VideoCapture | None = None
         self._next = 0
         self._lock = threading.Lock()
+        self._cache: dict[int, np.ndarray] = {}
+        self._cache_size = cache
+
+    def _decode_next(self) -> np.ndarray:
+        ok, frame = self._cap.read()
+        position = self._next
+        self._next += 1
+        if not ok or frame is None:
+            raise FrameError(f"{self.path}: frame {position} cannot be decoded")
+        self._cache[position] = frame
+        while len(self._cache) > self._cache_size:
+            self._cache.pop(min(self._cache))
+        return frame
 
     def __call__(self, position: int) -> np.ndarray:
         with self._lock:
+            if position in self._cache:
+                return self._cache[position]
             if self._cap is None:
                 self._cap = cv2.VideoCapture(str(self.path))
                 if not self._cap.isOpened():
                     raise FrameError(f"{self.path}: cannot open video")
                 self._next = 0
-            if position != self._next:
+            if not 0 <= position - self._next <= self._cache_size:
                 self._cap.set(cv2.CAP_PROP_POS_FRAMES, position)
                 self._next = position
-            ok, frame = self._cap.read()
-            self._next = position + 1
-            if not ok or frame is None:
-                raise FrameError(f"{self.path}: frame {position} cannot be decoded")
-            return frame
+                self._cache.clear()
+            while self._next < position:
+                try:
+                    self._decode_next()
+                except FrameError:
+                    continue
+            return self._decode_next()
 
     def close(self) -> None:
         """Release the capture."""
@@ -100,6 +119,7 @@ class VideoFileReader:
             if self._cap is not None:
                 self._cap.release()
                 self._cap = None
+            self._cache.clear()
 
 
 def video_info(path: Path) -> tuple[int, float, int, int]:
