@@ -8,9 +8,11 @@ built-in generator with the same stream layout. This process runs an
 pipeline would, and samples its own RSS.
 
 Reported: ``physio_lost`` (samples pushed minus samples the buffer received, over all four
-streams), ``frames_total`` (frames published), ``frames_dropped`` (published but never received),
-``frames_dropped_counted`` (gaps the buffer detected in frame indices), RSS after warm-up and at
-the end, and windows that completed without a missing modality.
+streams), ``frames_total`` (frames due from the cameras: published plus any the source skipped
+because it ran late), ``frames_dropped`` (due but never received), ``frames_dropped_counted``
+(gaps the buffer detected in frame indices, which sees both kinds, plus frames announced on LSL
+whose pixels never arrived before the first or after the last received one), RSS after warm-up and at the
+end, and windows that completed without a missing modality.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def _builtin(session: str, width: int, height: int, fps: float, rate: float, sto
             for k, outlet in physio.items():
                 outlet.push_chunk(np.sin(2 * np.pi * ts / 5.0)[:, None] + 0.01 * len(k), ts)
             samples = upto
-    conn.send({"frames": {"mmer.rgb": frames, "mmer.depth": frames}, "samples": {k: samples for k in _KINDS}})
+    conn.send({"frames_published": 2 * frames, "frames_skipped": 0, "samples_published": 4 * samples})
     for outlet in (rgb, depth, *physio.values()):
         outlet.close()
     pub.close()
@@ -93,20 +95,25 @@ def _synthetic(session: str, width: int, height: int, fps: float, rate: float, s
     from mmer.sensors import create_sensor
 
     try:
-        cam = create_sensor("synthetic-camera", width=width, height=height, fps=fps, depth=True,
-                            source_id=f"{session}-cam")
-        phys = create_sensor("synthetic-physio", rate=rate, source_id=f"{session}-physio")
+        cam = create_sensor("synthetic-camera", width=width, height=height, fps=fps, depth=True, truth=False,
+                            source_id=f"{session}-cam", wait_for_consumers=30.0)
+        phys = create_sensor("synthetic-physio", rate=rate, source_id=f"{session}-physio", wait_for_consumers=30.0)
         cam.start()
         phys.start()
     except Exception as err:  # noqa: BLE001 - the parent falls back and says why
         conn.send({"error": repr(err)})
         return
-    conn.send({"sources": [s.source_id for s in (*cam.specs, *phys.specs)]})
+    specs = [*cam.specs, *phys.specs]
+    conn.send({"sources": [s.source_id for s in specs]})
     stop.wait()
     cam.stop()
     phys.stop()
-    conn.send({"frames": {"health": cam.health.frames}, "samples": {"health": phys.health.samples},
-               "frames_sensor_dropped": cam.health.frames_dropped})
+    n_video = sum(1 for s in specs if s.is_video)
+    n_physio = sum(1 for s in specs if s.is_physio)
+    # The camera skips frames it is too late for (like a real one) and keeps its clock; each
+    # skipped frame is missing from every video stream it publishes.
+    conn.send({"frames_published": n_video * cam.health.frames, "frames_skipped": n_video * cam.health.frames_dropped,
+               "samples_published": n_physio * phys.health.samples})
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -170,13 +177,8 @@ def run(args: argparse.Namespace) -> dict:
     physio_keys = [k for k in keys if k not in frame_keys]
     received_frames = sum(stats[k]["received"] for k in frame_keys)
     received_samples = sum(stats[k]["received"] for k in physio_keys)
-    if used == "builtin":
-        frames_total = sum(report.get("frames", {}).values())
-        samples_total = sum(report.get("samples", {}).values())
-    else:
-        # The adapters' own counters; per-stream totals come from the LSL timing twins.
-        frames_total = sum(stats[k].get("announced", 0) for k in frame_keys)
-        samples_total = report.get("samples", {}).get("health", received_samples)
+    frames_total = report.get("frames_published", 0) + report.get("frames_skipped", 0)
+    samples_total = report.get("samples_published", 0)
     return {
         "physio_lost": int(samples_total - received_samples),
         "frames_dropped": int(frames_total - received_frames),
@@ -184,13 +186,15 @@ def run(args: argparse.Namespace) -> dict:
         "rss_mb_start": float(rss_start if rss_start is not None else rss_end),
         "rss_mb_end": float(rss_end),
         "rss_mb_max": float(rss_max),
-        "frames_dropped_counted": int(sum(stats[k]["dropped"] for k in frame_keys)),
+        "frames_dropped_counted": int(sum(stats[k]["dropped"] + stats[k].get("missed", 0) for k in frame_keys)),
+        "frames_skipped_by_source": int(report.get("frames_skipped", 0)),
         "physio_samples": int(received_samples),
         "windows": windows,
         "windows_complete": complete,
         "source": used,
         "source_notes": notes,
-        "streams": {k: {c: stats[k][c] for c in ("received", "dropped", "gaps", "stalls", "non_monotonic")}
+        "streams": {k: {c: stats[k].get(c, 0) for c in ("received", "dropped", "missed", "gaps", "stalls",
+                                                       "non_monotonic")}
                     for k in keys},
         "settings": {"minutes": args.minutes, "width": args.width, "height": args.height, "fps": args.fps,
                      "rate": args.rate, "warmup_s": warmup},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Iterable
 
 import numpy as np
@@ -81,6 +82,13 @@ class LSLWorker(threading.Thread):
         self._buf = np.zeros((_CHUNK, spec.n_channels), dtype=self._dtype)
         self._next_tc = 0.0
         self.counters = {"announced": 0, "errors": 0, "clock_measurements": 0}
+        # Frame indices announced on LSL, to count frames whose pixels never came (drops that
+        # index gaps cannot see: before the first received frame and after the last one).
+        self._announced: deque[int] = deque(maxlen=8192)
+        self._first_rx: int | None = None
+        self._last_rx: int | None = None
+        self._missed_head: int | None = None
+        self._finished = False
         self.inlet.open_stream(5.0)
         # The first estimate takes a few round trips; later calls return at once (liblsl keeps it
         # updated in the background), so the acquisition loop never blocks on the clock.
@@ -96,7 +104,18 @@ class LSLWorker(threading.Thread):
         if self.subscriber is not None:
             out["zmq_gaps"] = self.subscriber.gaps
             out["zmq_errors"] = self.subscriber.errors
+            out["missed"] = self._missed()
         return out
+
+    def _missed(self) -> int:
+        """Announced frames outside the received index range (the tail only once stopped)."""
+        announced = list(self._announced)  # a snapshot: the acquisition thread keeps appending
+        if self._first_rx is None:
+            return len(announced) if self._finished else 0
+        if self._missed_head is None and announced and announced[-1] >= self._first_rx:
+            self._missed_head = sum(1 for a in announced if a < self._first_rx)
+        tail = sum(1 for a in announced if a > self._last_rx) if self._finished else 0
+        return (self._missed_head or 0) + tail
 
     def _refresh_clock(self, first_timeout: float = 0.05) -> None:
         now = local_clock()
@@ -124,16 +143,20 @@ class LSLWorker(threading.Thread):
         data = self._buf[:n]
         if self.video:
             self.counters["announced"] += n
+            self._announced.extend(int(i) for i in data[:, 0])
             if not self.with_frames:
                 self.buffer.push_frames(self.key, [None] * n, data[:, 0].astype(np.int64), data[:, 1])
         else:
             self.buffer.push_samples(self.key, data, ts)
         return n
 
-    def _recv_frames(self) -> None:
-        frame = self.subscriber.recv(timeout=_POLL)
+    def _recv_frames(self, timeout: float = _POLL) -> None:
+        frame = self.subscriber.recv(timeout=timeout)
         while frame is not None:
             self.buffer.push_frame(self.key, frame.index, frame.timestamp, frame.data)
+            if self._first_rx is None:
+                self._first_rx = frame.index
+            self._last_rx = frame.index
             frame = self.subscriber.recv(timeout=0)
 
     def run(self) -> None:
@@ -153,8 +176,9 @@ class LSLWorker(threading.Thread):
             while self._pull(0.0):
                 pass
             if self.with_frames:
-                while (frame := self.subscriber.recv(timeout=0)) is not None:
-                    self.buffer.push_frame(self.key, frame.index, frame.timestamp, frame.data)
+                self._recv_frames(timeout=0)
+            self._missed()  # settle the head count before the tail is included
+            self._finished = True
         finally:
             if self.subscriber is not None:
                 self.subscriber.close()
