@@ -153,7 +153,11 @@ class SyntheticCamera(Sensor):
             self._truth = MarkerOutlet(markers_spec(f"{self.prefix}.truth", source_id=f"{self.source_id}-truth",
                                                     label="truth"))
         self.health.extra["truth_markers"] = 0
-        self.lab.segment(self.lab.position(self.fps) // self.lab.frames_per_segment)  # no stall at start
+        # Build the first segment and warm its caches (depth base, noise banks) before the clock starts.
+        first = self.lab.segment(self.lab.position(self.fps) // self.lab.frames_per_segment)
+        first.rgb(0)
+        if self.depth:
+            first.depth(0)
 
     def _markers(self, session, pos: int) -> list[str]:
         index = session.first_index + pos
@@ -190,6 +194,8 @@ class SyntheticCamera(Sensor):
                 sleep_until(t)
             k, pos = divmod(n, lab.frames_per_segment)
             session = lab.segment(k)
+            if pos >= lab.frames_per_segment // 2:
+                lab.prepare(k + 1)
             self._rgb.push(session.rgb(pos), n, t)
             if self._depth is not None:
                 self._depth.push(session.depth(pos), n, t)
@@ -314,6 +320,8 @@ class SyntheticPhysio(Sensor):
             while m < due:
                 k, pos = divmod(m, lab.samples_per_segment)
                 session = lab.segment(k)
+                if pos + (due - m) >= lab.samples_per_segment // 2:
+                    lab.prepare(k + 1)
                 end = min(lab.samples_per_segment, pos + (due - m))
                 stamps = t0 + (m + np.arange(end - pos)) / self.rate
                 for ch, outlet in self._outlets.items():

@@ -39,7 +39,7 @@ class SyntheticLab:
     segment : float
         Seconds per generated segment.
     prefetch : bool
-        Prepare segment ``k + 1`` in a background thread while ``k`` plays.
+        Let :meth:`prepare` build upcoming segments in a background thread.
     """
 
     def __init__(
@@ -103,11 +103,13 @@ class SyntheticLab:
         )
 
     def segment(self, k: int) -> SyntheticSession:
-        """Segment ``k`` (built on first use; ``k + 1`` is then prepared in the background)."""
-        session = self._get(k)
+        """Segment ``k``, built on first use (see :meth:`prepare` to build ahead)."""
+        return self._get(k)
+
+    def prepare(self, k: int) -> None:
+        """Build segment ``k`` in a background thread (players call it half-way through ``k - 1``)."""
         if self.prefetch:
-            self._prefetch(k + 1)
-        return session
+            self._prefetch(k)
 
     def _get(self, k: int) -> SyntheticSession:
         with self._lock:
