@@ -360,6 +360,7 @@ class SessionRecorder:
         self._predicates: list[dict[str, str]] = []
         self._monitor: threading.Thread | None = None
         self._done = threading.Event()
+        self._closed = threading.Event()
         self._lock = threading.Lock()
         self.started_at: str | None = None
         self.stopped_at: str | None = None
@@ -467,6 +468,10 @@ class SessionRecorder:
                 self._finish("LabRecorder exited on its own")
                 return
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the recording has closed (stopped or failed); True once it has."""
+        return self._closed.wait(timeout)
+
     @property
     def failed(self) -> bool:
         """True when the recording stopped by itself (full disk, writer or LabRecorder failure)."""
@@ -503,6 +508,7 @@ class SessionRecorder:
                 self.stop_reason = f"LabRecorder: {error}"
             self.stopped_at, self.t_stop = _utc_now(), local_clock()
             self._write_manifest()
+            self._closed.set()
 
     def manifest(self) -> dict:
         """The ``session.json`` content."""
