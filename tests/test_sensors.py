@@ -262,8 +262,9 @@ def test_registry():
         get_adapter("webcam")
     with pytest.raises(ValueError, match="does not take \\['bogus'\\]"):
         create_sensor("camera", bogus=1)
-    names = {r["name"] for r in list_adapters()}
-    assert {"camera", "realsense", "lsl-physio", "synthetic-physio", "synthetic-camera"} <= names
+    rows = {r["name"]: r for r in list_adapters()}
+    assert {"camera", "realsense", "lsl-physio", "synthetic-physio", "synthetic-camera"} <= set(rows)
+    assert rows["synthetic-physio"]["available"] and rows["synthetic-camera"]["available"]  # lazy import works
 
 
 def test_cli_sensors_list_and_stream(shared_data, capsys):

@@ -66,7 +66,9 @@ class LSLWorker(threading.Thread):
             spec = StreamSpec.from_info(full)
         except ValueError as err:
             self.inlet.close_stream()
-            raise ValueError(f"cannot adopt LSL stream {info.name()!r}: {err}; use the lsl_inlet adapter to map it") from err
+            raise ValueError(
+                f"cannot adopt LSL stream {info.name()!r}: {err}; use the lsl-physio adapter to map it"
+            ) from err
         self.spec = spec
         self.key = buffer.add_stream(spec)
         self.video = spec.is_video

@@ -282,7 +282,8 @@ class Track:
         self.counters["evicted"] += overflow
         # At most two contiguous slices (before and after the wrap): plain copies, no index arrays.
         first = min(n, cap - self.head)
-        for dst, src in ((slice(self.head, self.head + first), slice(0, first)), (slice(0, n - first), slice(first, n))):
+        parts = ((slice(self.head, self.head + first), slice(0, first)), (slice(0, n - first), slice(first, n)))
+        for dst, src in parts:
             if dst.stop <= dst.start:
                 continue
             if self.kind == "frames":

@@ -228,7 +228,7 @@ class AlignmentBuffer:
             self._track(key)
             model = self._clocks[key]
             if model.measure(float(offset), local_clock() if at is None else float(at)):
-                for k, tr in self._tracks.items():
+                for tr in self._tracks.values():
                     if tr.clock is model:
                         tr.resolve_epoch(model.current)
             self._cond.notify_all()

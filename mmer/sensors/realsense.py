@@ -108,7 +108,9 @@ class RealSenseSensor(Sensor):
         try:
             profile = pipeline.start(cfg)
         except RuntimeError as err:
-            raise SensorError(f"realsense: cannot start {model} {serial} at {self.width}x{self.height}@{self.fps}: {err}") from err
+            raise SensorError(
+                f"realsense: cannot start {model} {serial} at {self.width}x{self.height}@{self.fps}: {err}"
+            ) from err
         scale = profile.get_device().first_depth_sensor().get_depth_scale()  # metres per unit
         self._depth_to_mm = scale * 1000.0
         intr = profile.get_stream(rs.stream.color).as_video_stream_profile().get_intrinsics()
@@ -175,7 +177,10 @@ class RealSenseSensor(Sensor):
             t = self._lsl_time(color)
             bgr = np.asanyarray(color.get_data()).copy()
             z = np.asanyarray(depth.get_data())
-            depth_mm = z.copy() if abs(self._depth_to_mm - 1.0) < 1e-6 else np.round(z * self._depth_to_mm).astype(np.uint16)
+            if abs(self._depth_to_mm - 1.0) < 1e-6:
+                depth_mm = z.copy()
+            else:
+                depth_mm = np.round(z * self._depth_to_mm).astype(np.uint16)
             self._rgb.push(bgr, number, t)
             self._depth.push(depth_mm, number, t)
             self.health.frames += 1
