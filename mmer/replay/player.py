@@ -484,12 +484,10 @@ class Player:
             kind = int(sched.kind[i])
             ti = int(sched.track[i])
             target_rel = float(sched.t[i])
+            deadline = None
             if self.server is None:
-                sleep_until(t0 + sched.t_begin + (target_rel - sched.t_begin) / self.speed)
-            self._push(sched, outlets, ti, kind, i, t0, pending, fetch_ahead)
-            if self.server is None:
-                late = local_clock() - (t0 + sched.t_begin + (target_rel - sched.t_begin) / self.speed)
-                self.stats.schedule_errors_ms.append(late * 1000.0)
+                deadline = t0 + sched.t_begin + (target_rel - sched.t_begin) / self.speed
+            self._push(sched, outlets, ti, kind, i, t0, pending, fetch_ahead, deadline)
         if self.server is not None and n and not self._stop.is_set():
             self._finish_step(step_counter, t0 + sched.t_begin + (current_step + 1) * step_s, label)
             step_counter += 1
@@ -504,7 +502,16 @@ class Player:
         self.server.announce(step, until, label, dict(self._counts))
         self.server.wait_acks(step, timeout=self.consumer_timeout, stop=self._stop)
 
-    def _push(self, sched: _Schedule, outlets, ti: int, kind: int, i: int, t0: float, pending, fetch_ahead) -> None:
+    def _wait(self, deadline: float | None) -> None:
+        """Real time: sleep until the item is due, then record how late it leaves (ms)."""
+        if deadline is None:
+            return
+        sleep_until(deadline, spin_s=0.001)
+        self.stats.schedule_errors_ms.append((local_clock() - deadline) * 1000.0)
+
+    def _push(self, sched: _Schedule, outlets, ti, kind, i, t0, pending, fetch_ahead, deadline) -> None:
+        # Data is made ready first (a frame decoded by the prefetch pool), then the push waits for
+        # its due time, so decoding never delays a push that could have been on time.
         outlet = outlets[ti]
         name = outlet.spec.name
         lo, hi = int(sched.start[i]), int(sched.stop[i])
@@ -517,6 +524,7 @@ class Player:
             index = int(track.indices[lo])
             try:
                 frame = fut.result()
+                self._wait(deadline)
                 outlet.push(frame, index, t0 + float(times[lo]))
             except (FrameError, ValueError) as err:
                 self.stats.frames_damaged += 1
@@ -526,16 +534,19 @@ class Player:
             self._counts[name] += 1
         elif kind == _SAMPLES:
             track: SampleTrack = sched.tracks[ti]
+            self._wait(deadline)
             outlet.push_chunk(np.asarray(track.data[lo:hi]), t0 + times[lo:hi])
             self.stats.samples += hi - lo
             self._counts[name] += hi - lo
         elif kind == _MARKER:
             track = sched.tracks[ti]
+            self._wait(deadline)
             outlet.push(str(track.data[lo]), t0 + float(times[lo]))
             self.stats.markers += 1
             self._counts[name] += 1
         else:
             t, text = sched.truth[lo]
+            self._wait(deadline)
             outlet.push(text, t0 + t)
             self.stats.truth_markers += 1
             self._counts[name] += 1
