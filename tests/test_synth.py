@@ -322,3 +322,14 @@ def test_unwritable_or_non_empty_output_is_reported(tmp_path, faces_dir):
         write_casme3(blocker / "sub" / "set", **kw)
     with pytest.raises(ValueError, match="not writable"):
         write_casme3(Path("/proc/mmer-synth-test"), **kw)
+
+
+def test_preview_strip(tmp_path, faces_dir):
+    from mmer.synth import render_preview
+
+    row = render_preview(tmp_path / "strip.png", faces_dir / "0-f1-su-ph.jpg", emotion="happy", seed=2)
+    img = cv2.imread(str(tmp_path / "strip.png"))
+    assert img is not None and img.shape[1] > img.shape[0]
+    assert row["kind"] == "me" and row["emotion"] == "happy" and row["objective_class"] == "I"
+    with pytest.raises(ValueError, match="unknown emotion"):
+        render_preview(tmp_path / "x.png", faces_dir / "0-f1-su-ph.jpg", emotion="joy")

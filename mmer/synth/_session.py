@@ -112,7 +112,10 @@ def _noise_banks(w: int, h: int, sigma: float, hole_frac: float):
                 n = rng.normal(0, sigma, (h, w, 3)) if sigma > 0 else np.zeros((h, w, 3))
                 pos.append(np.clip(np.round(n), 0, 255).astype(np.uint8))
                 neg.append(np.clip(np.round(-n), 0, 255).astype(np.uint8))
-                dnoise.append(rng.normal(0, 1, (h, w)).astype(np.float32))
+                # Depth noise is spatially correlated (stereo/structured-light matching works on
+                # patches), which also keeps 16-bit PNGs small.
+                field = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 1.5)
+                dnoise.append(field / max(float(field.std()), 1e-6))
                 blobs = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 2.0)
                 thr = np.quantile(blobs, 1 - hole_frac) if hole_frac > 0 else np.inf
                 holes.append(blobs > thr)
