@@ -36,7 +36,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     dataset = open_dataset("casme3", args.truth, subjects=args.subjects)
     # Every annotated video of the selected subjects is scored: a video without predictions
     # counts its events as misses.
-    known = {(e.subject, e.video) for e in dataset.events} | {(r.subject, r.video) for r in dataset.refs()}
+    known = {(e.subject, e.video) for e in dataset.events} | {(r.subject, r.video) for r in dataset.refs}
     unknown = sorted({(p.subject, p.video) for p in predictions} - known)
     if unknown and not args.subjects:
         print(f"warning: {len(unknown)} predicted video(s) are not in {args.truth} (first: "

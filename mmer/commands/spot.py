@@ -86,7 +86,7 @@ def _spot_casme3(args: argparse.Namespace) -> int:
     if not args.root.exists():
         raise FileNotFoundError(f"dataset root not found: {args.root}")
     dataset = open_dataset("casme3", args.root, subjects=args.subjects, videos=args.videos)
-    refs = dataset.refs()
+    refs = dataset.refs
     if not refs:
         raise ValueError(f"{args.root}: no videos found (subjects={args.subjects}, videos={args.videos})")
     results, rows = [], []

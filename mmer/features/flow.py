@@ -21,6 +21,8 @@ __all__ = [
     "optical_strain",
     "flow_magnitude_direction",
     "remove_head_motion",
+    "remove_rigid_motion",
+    "rigid_motion",
     "roi_motion",
     "RoiMotion",
 ]
@@ -135,6 +137,57 @@ def remove_head_motion(flow: np.ndarray, reference: tuple[int, int, int, int]) -
     sl = _box_slice(reference, flow.shape)
     ref = np.median(flow[sl].reshape(-1, 2), axis=0)
     return flow - ref.astype(np.float32)
+
+
+def _similarity_fit(pts: np.ndarray, vec: np.ndarray, iterations: int = 4) -> np.ndarray:
+    """Robust (IRLS, Cauchy weights) fit of ``vec ≈ [[a, -b], [b, a]] pts + t``; returns a, b, tx, ty."""
+    n = len(pts)
+    design = np.zeros((2 * n, 4))
+    design[0::2] = np.column_stack([pts[:, 0], -pts[:, 1], np.ones(n), np.zeros(n)])
+    design[1::2] = np.column_stack([pts[:, 1], pts[:, 0], np.zeros(n), np.ones(n)])
+    target = vec.reshape(-1)
+    weights = np.ones(n)
+    params = np.zeros(4)
+    for _ in range(iterations):
+        w = np.repeat(weights, 2)
+        params, *_ = np.linalg.lstsq(design * w[:, None], target * w, rcond=None)
+        resid = np.linalg.norm((design @ params - target).reshape(-1, 2), axis=1)
+        scale = 1.5 * float(np.median(resid)) + 1e-3
+        weights = 1.0 / (1.0 + (resid / scale) ** 2)
+    return params
+
+
+def rigid_motion(flow: np.ndarray, *, grid: int = 8) -> np.ndarray:
+    """Dominant in-plane head motion of a face flow as a 2x3 matrix ``A``.
+
+    The rigid flow at pixel ``(x, y)`` is ``A @ [x, y, 1]``. A similarity motion field
+    (translation, rotation, scale) is fitted robustly to the block means of an inner
+    ``grid x grid`` tiling of the crop. Expressions move a minority of blocks, so the fit follows
+    the head (and any residual alignment error of the crop), not the expression.
+    """
+    flow = np.asarray(flow, dtype=np.float32)
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"flow must have shape (H, W, 2), got {flow.shape}")
+    if grid < 3:
+        raise ValueError(f"grid must be at least 3, got {grid}")
+    h, w = flow.shape[:2]
+    blocks = cv2.resize(flow, (grid, grid), interpolation=cv2.INTER_AREA)[1:-1, 1:-1].reshape(-1, 2)
+    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+    gy, gx = np.mgrid[1 : grid - 1, 1 : grid - 1]
+    pts = np.column_stack([(gx.ravel() + 0.5) * w / grid - 0.5 - cx, (gy.ravel() + 0.5) * h / grid - 0.5 - cy])
+    a, b, tx, ty = _similarity_fit(pts, blocks.astype(np.float64))
+    return np.array([[a, -b, tx - a * cx + b * cy], [b, a, ty - b * cx - a * cy]])
+
+
+def remove_rigid_motion(flow: np.ndarray, *, grid: int = 8) -> np.ndarray:
+    """``flow`` minus its :func:`rigid_motion` field: the facial deformation without the head."""
+    flow = np.asarray(flow, dtype=np.float32)
+    motion = rigid_motion(flow, grid=grid)
+    h, w = flow.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    rigid_x = motion[0, 0] * xs + motion[0, 1] * ys + motion[0, 2]
+    rigid_y = motion[1, 0] * xs + motion[1, 1] * ys + motion[1, 2]
+    return flow - np.dstack([rigid_x, rigid_y]).astype(np.float32)
 
 
 class RoiMotion(dict):

@@ -20,11 +20,11 @@ __all__ = [
 
 # name -> landmark indices whose mean is the box centre. Left/right are the subject's.
 ROI_LANDMARKS: dict[str, tuple[int, ...]] = {
-    "brow_inner_r": (55, 65, 107),
-    "brow_inner_l": (285, 295, 336),
-    "brow_outer_r": (46, 53, 70),
-    "brow_outer_l": (276, 283, 300),
-    "glabella": (9, 8, 107, 336),
+    "brow_inner_r": (107, 66, 105),
+    "brow_inner_l": (336, 296, 334),
+    "brow_outer_r": (70, 63, 105),
+    "brow_outer_l": (300, 293, 334),
+    "glabella": (9, 107, 336),
     "eye_r": (159, 145, 33, 133),
     "eye_l": (386, 374, 263, 362),
     "nose_r": (129, 209, 49),

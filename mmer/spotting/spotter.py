@@ -2,12 +2,15 @@
 
 How it works (one pass per frame, the batch form replays a recording through the same code):
 
-1. **Face** - :class:`~mmer.features.FaceTracker` landmarks; the similarity transform onto the
-   template is smoothed over time and the face is warped to a grey ``crop_size`` crop whose
-   brightness is normalised (mean/contrast), which cancels global flicker.
+1. **Face** - :class:`~mmer.features.FaceTracker` landmarks give the similarity transform onto
+   the template. The transform is held until the head has moved ``realign_px`` in the crop (and
+   never changed inside a blink), because landmark jitter and the mesh's reaction to closing eyes
+   are as large as an ME. The face is warped to a grey ``crop_size`` crop whose brightness is
+   normalised (mean/contrast), which cancels global flicker.
 2. **Flow** - DIS optical flow from the crop ``k`` frames back to the current crop, ``k`` about
-   half the longest ME. The median flow of the nose bridge is subtracted (residual head motion),
-   and the mean displacement vector of each AU-anchored ROI is kept: ``v_r(i) = P_r(i) - P_r(i-k)``.
+   half the longest ME. The head's in-plane motion (a similarity field fitted robustly to block
+   means of the flow, :func:`~mmer.features.flow.remove_rigid_motion`) is subtracted, and the
+   mean displacement vector of each AU-anchored ROI is kept: ``v_r(i) = P_r(i) - P_r(i-k)``.
 3. **Signal** - a micro-expression goes out and comes back, so at its apex ``j`` the motion
    towards it, ``v_r(j)``, and the motion after it, ``v_r(j+k)``, are large and opposite, while
    head drift (same direction) and a held expression (one of the two small) give nothing. The ROI
@@ -21,8 +24,9 @@ How it works (one pass per frame, the batch form replays a recording through the
    before the apex to every frame around it, in the winning ROI, detrended between the neutral
    frames; onset/offset are where the profile crosses ``edge_fraction`` of its peak. The type is
    ME when the interval is at most ``max_me_s`` long, else macro.
-6. **Blinks** - candidates whose winning ROI is an eye or brow and whose interval holds an eye
-   aspect ratio dip are dropped (and counted).
+6. **Blinks** - a frame whose eye aspect ratio dips below ``blink_drop`` of its recent median is a
+   blink; the eye ROIs score zero wherever a blink lies within the comparison span, so blinks
+   never become candidates (the suppressed frames are counted).
 
 A candidate is emitted as soon as its apex is confirmed and its offset is known: at most
 ``2 k`` frames after the apex for MEs, i.e. within the longest ME after its offset.
@@ -39,7 +43,7 @@ import cv2
 import numpy as np
 
 from mmer.features.face import FaceTracker, alignment_matrix
-from mmer.features.flow import optical_flow
+from mmer.features.flow import optical_flow, rigid_motion
 from mmer.features.roi import REFERENCE_ROI, ROI_LANDMARKS, eye_aspect_ratio, face_rois
 
 __all__ = ["Candidate", "SpotterConfig", "Spotter", "STAGES"]
@@ -48,7 +52,8 @@ logger = logging.getLogger(__name__)
 
 STAGES = ("face", "align", "flow", "signal", "peaks")
 _ROIS = tuple(name for name in ROI_LANDMARKS if name != REFERENCE_ROI)
-_BLINK_ROIS = {i for i, name in enumerate(_ROIS) if name.startswith(("eye", "brow", "glabella"))}
+# ROIs a blink reaches: the lids and, through the skin above them, the brows.
+_EYE_ROIS = np.array([name.startswith(("eye", "brow")) for name in _ROIS])
 
 
 @dataclass(frozen=True)
@@ -90,9 +95,8 @@ class SpotterConfig:
         Aligned crop side in pixels.
     flow_method : str
         Per-frame flow (``"dis"`` online; ``"farneback"``/``"tvl1"`` for comparison).
-    align_smoothing : float
-        Exponential smoothing weight of the newest alignment (1 = none); smoothing removes
-        landmark jitter, which is as large as an ME.
+    realign_px : float
+        Crop-pixel movement of the landmark alignment that makes the spotter adopt it.
     p : float
         Adaptive threshold ``mean + p * (max - mean)`` over ``window_s`` of score history.
     min_score : float
@@ -107,9 +111,16 @@ class SpotterConfig:
         Also look for macro-expressions at scale ``macro_scale * k``.
     macro_scale : int
     edge_fraction : float
-        Onset/offset are where the displacement profile crosses this fraction of its peak.
+        Onset/offset: the tangent through the profile's crossings of ``edge_fraction`` and
+        ``3 * edge_fraction`` of its peak, extended to zero.
+    speech_s, speech_step, speech_reversals : float, float, int
+        A candidate is dropped as speech when the lip gap (landmarks 13-14, in
+        units of the outer-eye-corner distance) reverses ``speech_reversals`` times by more than
+        ``speech_step`` within ``+-speech_s``.
     blink_drop : float
-        A blink is an eye aspect ratio below ``blink_drop`` times its recent median.
+        A blink is an eye aspect ratio below ``blink_drop`` times its median over the
+        previous ``blink_s`` seconds.
+    blink_s : float
     """
 
     fps: float = 30.0
@@ -117,7 +128,7 @@ class SpotterConfig:
     k: int | None = None
     crop_size: int = 128
     flow_method: str = "dis"
-    align_smoothing: float = 0.35
+    realign_px: float = 2.5
     p: float = 0.3
     min_score: float = 3.0
     window_s: float = 10.0
@@ -125,8 +136,12 @@ class SpotterConfig:
     noise_floor_px: float = 0.03
     macro: bool = True
     macro_scale: int = 4
-    edge_fraction: float = 0.3
-    blink_drop: float = 0.7
+    edge_fraction: float = 0.2
+    speech_s: float = 0.8
+    speech_step: float = 0.008
+    speech_reversals: int = 3
+    blink_drop: float = 0.85
+    blink_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.fps <= 0:
@@ -135,19 +150,42 @@ class SpotterConfig:
             raise ValueError(f"max_me_s must be positive, got {self.max_me_s}")
         if self.k is not None and self.k < 1:
             raise ValueError(f"k must be at least 1, got {self.k}")
-        if not 0 < self.align_smoothing <= 1:
-            raise ValueError(f"align_smoothing must be in (0, 1], got {self.align_smoothing}")
+        if self.realign_px <= 0:
+            raise ValueError(f"realign_px must be positive, got {self.realign_px}")
         if not 0 <= self.p <= 1:
             raise ValueError(f"p must be in [0, 1], got {self.p}")
         if self.macro_scale < 2:
             raise ValueError(f"macro_scale must be at least 2, got {self.macro_scale}")
-        if not 0 < self.edge_fraction < 1:
-            raise ValueError(f"edge_fraction must be in (0, 1), got {self.edge_fraction}")
+        if not 0 < self.edge_fraction < 1 / 3:
+            raise ValueError(f"edge_fraction must be in (0, 1/3), got {self.edge_fraction}")
 
     @property
     def ref(self) -> int:
         """The reference distance ``k`` in frames."""
         return self.k if self.k is not None else max(2, round(self.fps * self.max_me_s / 2))
+
+
+def _edge(xs: np.ndarray, profile: np.ndarray, fraction: float) -> float:
+    """Where a profile falling away from its peak (``profile[0]``) reaches zero: the tangent
+    through its ``fraction`` and ``3 * fraction`` crossings, extended (a smooth onset is reached
+    before the profile clears the noise)."""
+    top = profile[0]
+    if top <= 0 or len(xs) < 2:
+        return float(xs[0])
+
+    def crossing(level: float) -> float:
+        below = np.nonzero(profile < level)[0]
+        if not len(below):
+            return float(xs[-1])
+        i = int(below[0])
+        x0, x1, p0, p1 = xs[i - 1], xs[i], profile[i - 1], profile[i]
+        return float(x0 + (x1 - x0) * (p0 - level) / max(p0 - p1, 1e-12))
+
+    near, far = crossing(3 * fraction * top), crossing(fraction * top)
+    if near == far:
+        return far
+    # The line through (near, 3f) and (far, f) reaches 0 at far + (far - near) / 2.
+    return far + (far - near) / 2.0
 
 
 @dataclass
@@ -156,6 +194,8 @@ class _Frame:
     t: float
     crop: np.ndarray | None = None
     ear: float = float("nan")
+    blink: bool = False
+    mouth: float = float("nan")
     v: np.ndarray | None = None  # (R, 2) k-step ROI displacement
 
 
@@ -203,11 +243,11 @@ class Spotter:
         self._crop_landmarks: np.ndarray | None = None
         self._boxes: dict[str, tuple[int, int, int, int]] | None = None
         self._noise: deque = deque(maxlen=max(8, round(cfg.noise_s * cfg.fps)))
-        self._ears: deque = deque(maxlen=max(8, round(3.0 * cfg.fps)))
+        self._ears: deque = deque(maxlen=max(4, round(cfg.blink_s * cfg.fps)))
         self._emitted: list[Candidate] = []
         self.timings = dict.fromkeys(STAGES, 0.0)
         self.frames = 0
-        self.rejected = {"blink": 0, "overlap": 0, "no_face": 0}
+        self.rejected = {"blink_frames": 0, "speech": 0, "too_long": 0, "overlap": 0, "no_face": 0}
         self.signal: dict[str, list[tuple[int, float, float]]] = {t.name: [] for t in self._tracks}
 
     # -- public -------------------------------------------------------------------------------
@@ -268,6 +308,15 @@ class Spotter:
         stages = {name: 1000.0 * sec / n for name, sec in self.timings.items()}
         return {"total": sum(stages.values()), **stages}
 
+    def crop_pair(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The newest aligned crop and the one ``k`` frames before it (for per-candidate features
+        and flow-cost comparisons), or ``None`` when either has no face."""
+        new = self._frames.get(self._pos - 1)
+        old = self._frames.get(self._pos - 1 - self.k)
+        if new is None or old is None or new.crop is None or old.crop is None:
+            return None
+        return old.crop, new.crop
+
     def close(self) -> None:
         """Release the face tracker if this spotter made it."""
         if self._own_tracker:
@@ -282,42 +331,64 @@ class Spotter:
     # -- stage helpers ----------------------------------------------------------------------------
     def _align(self, frame: np.ndarray, landmarks: np.ndarray, rec: _Frame) -> None:
         cfg = self.config
+        ear = eye_aspect_ratio(landmarks)
+        rec.ear = ear
+        if np.isfinite(ear):
+            if len(self._ears) >= 4:
+                rec.blink = ear < cfg.blink_drop * float(np.median(np.asarray(self._ears)))
+            # Blink frames stay out of the baseline, so a long blink does not become "open".
+            if not rec.blink:
+                self._ears.append(ear)
+        eyes = float(np.linalg.norm(landmarks[33] - landmarks[263]))
+        rec.mouth = float(np.linalg.norm(landmarks[13] - landmarks[14])) / max(eyes, 1e-6)
         matrix = alignment_matrix(landmarks, size=cfg.crop_size)
-        if self._matrix is not None:
-            # A jump (head jerk, re-acquisition) resets the smoothing instead of dragging it.
-            jump = np.abs(matrix[:, 2] - self._matrix[:, 2]).max()
-            if jump < 0.08 * cfg.crop_size:
-                matrix = cfg.align_smoothing * matrix + (1 - cfg.align_smoothing) * self._matrix
-        self._matrix = matrix
+        if self._matrix is None:
+            self._matrix = matrix
+        else:
+            # Closing eyes drag the mesh's eye corners: hold the alignment through any EAR dip.
+            dipping = bool(self._ears) and ear < 0.95 * float(np.median(np.asarray(self._ears)))
+            if self._moved(matrix) > (4.0 if dipping else 1.0) * cfg.realign_px:
+                self._matrix = matrix
+        matrix = self._matrix
         grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY if frame.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
         crop = cv2.warpAffine(grey, matrix, (cfg.crop_size, cfg.crop_size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
         mean, std = cv2.meanStdDev(crop)
-        rec.crop = cv2.convertScaleAbs(crop, alpha=48.0 / max(float(std[0, 0]), 1.0),
-                                       beta=128.0 - 48.0 * float(mean[0, 0]) / max(float(std[0, 0]), 1.0))
+        gain = 48.0 / max(float(std[0, 0]), 1.0)
+        rec.crop = cv2.convertScaleAbs(crop, alpha=gain, beta=128.0 - gain * float(mean[0, 0]))
         pts = cv2.transform(landmarks[None, :, :2].astype(np.float64), matrix)[0]
         self._crop_landmarks = pts if self._crop_landmarks is None else 0.9 * self._crop_landmarks + 0.1 * pts
-        ear = eye_aspect_ratio(landmarks)
-        rec.ear = ear
-        if np.isfinite(ear):
-            self._ears.append(ear)
         if self._boxes is None or self.frames % 15 == 0:
             self._boxes = face_rois(self._crop_landmarks, shape=(cfg.crop_size, cfg.crop_size))
+
+    def _moved(self, matrix: np.ndarray) -> float:
+        """Largest crop-pixel shift of four inner face points between the held and a new alignment."""
+        size = self.config.crop_size
+        corners = np.array([[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]]) * size
+        held = np.vstack([self._matrix, [0, 0, 1]])
+        in_frame = cv2.transform(corners[None], np.linalg.inv(held)[:2])[0]
+        return float(np.abs(cv2.transform(in_frame[None], matrix)[0] - corners).max())
 
     def _flow(self, pos: int, rec: _Frame) -> None:
         ref = self._frames.get(pos - self.k)
         if rec.crop is None or ref is None or ref.crop is None:
             return
         flow = optical_flow(ref.crop, rec.crop, method=self.config.flow_method)
-        boxes = self._boxes
-        x0, y0, x1, y1 = boxes[REFERENCE_ROI]
-        head = np.median(flow[y0:y1, x0:x1].reshape(-1, 2), axis=0)
-        v = np.empty((len(_ROIS), 2), dtype=np.float64)
-        for r, name in enumerate(_ROIS):
-            x0, y0, x1, y1 = boxes[name]
-            v[r] = flow[y0:y1, x0:x1].reshape(-1, 2).mean(axis=0) - head
-        rec.v = v
-        self._noise.append(np.sqrt((v**2).sum(axis=1)))
+        rec.v = self._roi_vectors(flow)
+        self._noise.append(np.sqrt((rec.v**2).sum(axis=1)))
+
+    def _roi_vectors(self, flow: np.ndarray, rois: list[int] | None = None) -> np.ndarray:
+        """Mean flow per ROI minus the head's rigid motion (affine, so its box mean is its value at
+        the box centre)."""
+        motion = rigid_motion(flow)
+        rois = range(len(_ROIS)) if rois is None else rois
+        v = np.empty((len(rois), 2), dtype=np.float64)
+        for out, r in enumerate(rois):
+            x0, y0, x1, y1 = self._boxes[_ROIS[r]]
+            centre = np.array([(x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0, 1.0])
+            v[out] = flow[y0:y1, x0:x1].reshape(-1, 2).mean(axis=0) - motion @ centre
+        return v
+
 
     def _displacement(self, pos: int, scale: int) -> np.ndarray | None:
         """``P(pos) - P(pos - scale)`` per ROI, chained from k-step vectors."""
@@ -345,6 +416,10 @@ class Spotter:
             level = np.maximum(level * np.sqrt(track.scale / self.k), self.config.noise_floor_px)
             dot = -(before * after).sum(axis=1)
             per_roi = np.sqrt(np.maximum(dot, 0.0)) / level
+            if self._blink_near(j, track.scale):
+                # Eyelids in a blink go out and back like an ME: the eye ROIs sit this one out.
+                per_roi[_EYE_ROIS] = 0.0
+                self.rejected["blink_frames"] += 1
             roi = int(np.argmax(per_roi))
             score = float(per_roi[roi])
         track.scores[j] = score
@@ -393,59 +468,53 @@ class Spotter:
             self.rejected["no_face"] += 1
             return None
         scale = track.scale
-        lo, hi = j - scale, j + scale
-        frames = [self._frames.get(i) for i in range(lo, hi + 1)]
-        if any(f is None or f.crop is None for f in (frames[0], frames[-1])):
+        if self._speaking(j):
+            self.rejected["speech"] += 1
+            return None
+        pad = max(1, self.k // 2)
+        lo, hi = j - scale - pad, j + scale + pad
+        ends = (self._frames.get(lo), self._frames.get(hi))
+        if any(f is None or f.crop is None for f in ends):
             self.rejected["no_face"] += 1
             return None
-        box = self._boxes[_ROIS[roi]]
-        bx0, by0, bx1, by1 = box
-        rx0, ry0, rx1, ry1 = self._boxes[REFERENCE_ROI]
         step = 1 if track.name == "me" else 2
         positions = list(range(lo, hi + 1, step))
         if positions[-1] != hi:
             positions.append(hi)
-        base = frames[0].crop
+        base = ends[0].crop
         disp = {}
         for i in positions:
             rec = self._frames.get(i)
             if rec is None or rec.crop is None:
                 continue
-            flow = optical_flow(base, rec.crop, method="dis")
-            head = np.median(flow[ry0:ry1, rx0:rx1].reshape(-1, 2), axis=0)
-            disp[i] = flow[by0:by1, bx0:bx1].reshape(-1, 2).mean(axis=0) - head
-        if hi not in disp or j not in disp:
+            disp[i] = self._roi_vectors(optical_flow(base, rec.crop, method="dis"), [roi])[0]
+        if j not in disp:
             self.rejected["no_face"] += 1
             return None
-        xs = np.array(sorted(disp))
-        d = np.array([disp[i] for i in xs])
-        trend = np.outer((xs - lo) / (hi - lo), disp[hi])
-        d = d - trend
-        direction = d[np.searchsorted(xs, j)]
+        xs = np.array(sorted(disp), dtype=np.float64)
+        d = np.array([disp[int(i)] for i in xs])
+        # Neutral at both ends: remove the straight line between them (slow drift, rigid residue).
+        d = d - d[0] - np.outer((xs - xs[0]) / (xs[-1] - xs[0]), d[-1] - d[0])
+        direction = d[int(np.searchsorted(xs, j))]
         norm = np.linalg.norm(direction)
         if norm <= 1e-9:
             return None
         profile = d @ (direction / norm)
         peak = int(np.argmax(profile))
-        level = cfg.edge_fraction * profile[peak]
-        above = profile >= level
-        start = peak
-        while start > 0 and above[start - 1]:
-            start -= 1
-        end = peak
-        while end < len(xs) - 1 and above[end + 1]:
-            end += 1
-        on_pos, apex_pos, off_pos = int(xs[start]), int(xs[peak]), int(xs[end])
-        if track.name == "me" and off_pos - on_pos + 1 > 2 * scale:
-            return None
+        on_x = _edge(xs[: peak + 1][::-1], profile[: peak + 1][::-1], cfg.edge_fraction)
+        off_x = _edge(xs[peak:], profile[peak:], cfg.edge_fraction)
+        on_pos = int(np.clip(np.floor(on_x), lo, xs[peak]))
+        off_pos = int(np.clip(np.ceil(off_x), xs[peak], hi))
+        apex_pos = int(xs[peak])
         recs = {i: self._frames.get(i) for i in (on_pos, apex_pos, off_pos)}
         if any(r is None for r in recs.values()):
             return None
         duration = recs[off_pos].t - recs[on_pos].t
         n_frames = off_pos - on_pos + 1
         kind = "me" if n_frames <= round(cfg.max_me_s * cfg.fps) + 1 and duration <= cfg.max_me_s + 0.5 / cfg.fps else "mae"
-        if roi in _BLINK_ROIS and self._blink_between(on_pos, off_pos):
-            self.rejected["blink"] += 1
+        if track.name == "me" and kind == "mae":
+            # The onset or offset of something longer: the macro scale will judge it whole.
+            self.rejected["too_long"] += 1
             return None
         return Candidate(
             onset=recs[on_pos].index,
@@ -459,14 +528,36 @@ class Spotter:
             roi=_ROIS[roi],
         )
 
-    def _blink_between(self, first: int, last: int) -> bool:
-        if len(self._ears) < 8:
+    def _speaking(self, j: int) -> bool:
+        """True when the mouth opens and closes repeatedly around ``j`` (speech, chewing): an
+        expression opens it once. Counts reversals of the lip gap larger than a noise-scaled
+        step (a zigzag with hysteresis)."""
+        span = round(self.config.speech_s * self.config.fps)
+        gaps = [f.mouth for f in (self._frames.get(i) for i in range(j - span, j + span + 1))
+                if f is not None and np.isfinite(f.mouth)]
+        if len(gaps) < 4:
             return False
-        baseline = float(np.median(np.asarray(self._ears)))
+        gaps = np.asarray(gaps)
+        # Noise from the quietest quarter of frame-to-frame changes (speech fills the rest).
+        step = max(self.config.speech_step, 6.0 * float(np.percentile(np.abs(np.diff(gaps)), 25)))
+        reversals, direction, extreme = 0, 0, gaps[0]
+        for g in gaps[1:]:
+            if direction >= 0 and g > extreme:
+                extreme = g
+            elif direction <= 0 and g < extreme:
+                extreme = g
+            elif abs(g - extreme) > step:
+                reversals += direction != 0
+                direction = 1 if g > extreme else -1
+                extreme = g
+            if direction == 0 and abs(g - gaps[0]) > step:
+                direction = 1 if g > gaps[0] else -1
+                extreme = g
+        return reversals >= self.config.speech_reversals
+
+    def _blink_near(self, j: int, scale: int) -> bool:
         pad = max(1, self.k // 2)
-        ears = [self._frames[i].ear for i in range(first - pad, last + pad + 1) if i in self._frames]
-        ears = [e for e in ears if np.isfinite(e)]
-        return bool(ears) and min(ears) < self.config.blink_drop * baseline
+        return any(f is not None and f.blink for f in (self._frames.get(i) for i in range(j - scale - pad, j + scale + pad + 1)))
 
     def _arbitrate(self, found: list[Candidate]) -> list[Candidate]:
         """Drop a candidate that overlaps one already emitted (the earlier, confirmed one wins)."""

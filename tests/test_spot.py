@@ -1,0 +1,161 @@
+"""The spotter on synthetic sessions with known events, the real face video, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from mmer.cli import main
+from mmer.dataset import EventKind
+from mmer.spotting import Prediction, Spotter, SpotterConfig, spot_video, spotting_scores
+
+
+@pytest.fixture(scope="module")
+def session(faces_dir):
+    from mmer.synth import generate_session
+
+    # Development face and seed (benchmarks use held-out ones): two MEs and a macro-expression
+    # among blinks, head drift, noise and flicker.
+    return generate_session(faces_dir / "0-f1-su-ph.jpg", seconds=8, seed=6, subject="s6", video="a", min_me=2)
+
+
+@pytest.fixture(scope="module")
+def streamed(session):
+    recording = session.to_recording()
+    emitted = []
+    with Spotter(config=SpotterConfig(fps=session.fps)) as spotter:
+        for index, t, frame in recording.iter_frames():
+            emitted.extend((c, t) for c in spotter.push(index, t, frame))
+        emitted.extend((c, None) for c in spotter.flush())
+        timings = spotter.ms_per_frame()
+        rejected = dict(spotter.rejected)
+    return recording, emitted, timings, rejected
+
+
+def test_spotter_finds_the_known_events(streamed):
+    recording, emitted, _, _ = streamed
+    preds = [Prediction("s6", "a", c.onset, c.offset, c.apex, c.score, c.kind) for c, _ in emitted]
+    scores = spotting_scores(preds, recording.events)
+    n_me = sum(e.kind is EventKind.ME for e in recording.events)
+    assert n_me == 2
+    assert scores["me"]["tp"] == 2 and scores["me"]["fp"] == 0
+    assert scores["mae"]["tp"] == 1
+    for c, _ in emitted:
+        assert c.onset <= c.apex <= c.offset
+        assert c.t_onset <= c.t_apex <= c.t_offset
+        assert c.kind in ("me", "mae") and c.score > 0 and c.roi
+
+
+def test_streaming_delay_is_bounded(streamed):
+    _, emitted, _, _ = streamed
+    cfg = SpotterConfig()
+    for cand, t_emit in emitted:
+        if cand.kind == "me":
+            assert t_emit is not None, "an ME waited for flush()"
+            # At most the longest ME plus 100 ms after its offset.
+            assert t_emit - cand.t_offset <= cfg.max_me_s + 0.1 + 1e-9
+
+
+def test_stage_timings_are_reported(streamed):
+    _, _, timings, rejected = streamed
+    assert set(timings) == {"total", "face", "align", "flow", "signal", "peaks"}
+    assert timings["total"] == pytest.approx(sum(v for k, v in timings.items() if k != "total"))
+    assert all(v >= 0 for v in timings.values())
+    assert rejected["blink_frames"] > 0  # the session has blinks; their frames were held out
+
+
+def test_damaged_and_grey_frames_do_not_crash(session):
+    recording = session.to_recording()
+    with Spotter() as spotter:
+        for n, (index, t, frame) in enumerate(recording.iter_frames()):
+            if n >= 40:
+                break
+            if n % 7 == 3:
+                frame = None  # a damaged frame
+            elif n % 2:
+                frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            spotter.push(index, t, frame)
+        spotter.flush()
+        assert spotter.tracker.stats.grey > 0
+        assert spotter.frames == 40
+
+
+def test_config_is_checked():
+    with pytest.raises(ValueError, match="fps"):
+        SpotterConfig(fps=0)
+    with pytest.raises(ValueError, match="p must be"):
+        SpotterConfig(p=1.5)
+    assert SpotterConfig(fps=30).ref == 8
+    assert SpotterConfig(fps=200).ref == 50
+
+
+def test_spot_video_command_on_the_real_face_video(shared_data, tmp_path, capsys):
+    out = tmp_path / "pred.csv"
+    code = main(["spot", "video", str(shared_data / "video" / "single_face.mp4"), "--out", str(out),
+                 "--plot", str(tmp_path / "plots"), "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["videos"] == 1
+    face = summary["per_video"][0]["face"]
+    assert face["with_landmarks"] == face["frames"] > 30
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert out.read_text().splitlines()[0] == "subject,video,onset,offset,apex,score,type"
+    assert len(rows) == summary["candidates"]
+    assert (tmp_path / "plots" / "single_face_single_face.png").stat().st_size > 1000
+
+
+def _write_video(path, frames, fps=30.0):
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    assert writer.isOpened()
+    for f in frames:
+        writer.write(f)
+    writer.release()
+
+
+def test_video_without_a_face_gives_zero_candidates_and_says_so(tmp_path):
+    rng = np.random.default_rng(1)
+    frames = [cv2.GaussianBlur(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), (0, 0), 3) for _ in range(20)]
+    path = tmp_path / "empty.mp4"
+    _write_video(path, frames)
+    result = spot_video(path, progress=False)
+    assert result.candidates == []
+    assert result.face["with_landmarks"] == 0 and result.face["frames"] == 20
+    assert any("no face" in note for note in result.notes)
+
+
+def test_undecodable_and_missing_videos_are_clean_errors(tmp_path, capsys):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x01not a video at all" * 100)
+    code = main(["spot", "video", str(bad), "--out", str(tmp_path / "p.csv")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "broken.mp4" in err and "error" in err
+    assert not (tmp_path / "p.csv").exists()
+    code = main(["spot", "video", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "p.csv")])
+    assert code == 2
+    assert "video not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_spot_and_evaluate_a_synthetic_casme3_set(faces_dir, tmp_path, capsys):
+    root = tmp_path / "set"
+    assert main(["synth", "casme3", str(root), "--part", "A", "--subjects", "1", "--videos", "1",
+                 "--seconds", "8", "--seed", "6", "--faces", str(faces_dir / "0-f1-su-ph.jpg"), "--no-depth", "--no-physio"]) == 0
+    capsys.readouterr()
+    pred = tmp_path / "pred.csv"
+    assert main(["spot", "casme3", str(root), "--out", str(pred), "--plot", str(tmp_path / "plots")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "spotting", "--pred", str(pred), "--truth", str(root), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for kind in ("me", "mae", "overall"):
+        assert set(result[kind]) == {"tp", "fp", "fn", "precision", "recall", "f1"}
+    assert result["overall"]["tp"] + result["overall"]["fn"] >= 1
+    assert result["me"]["tp"] >= 1
+    assert list((tmp_path / "plots").glob("*.png"))
+
