@@ -270,3 +270,27 @@ def test_lsl_duplicate_names_are_both_adopted():
         assert buf.counters["duplicate_names"] == 1
     a.close()
     b.close()
+
+
+def test_camera_restarting_on_another_port_is_followed():
+    sid = _uid("mv-rgb")
+    spec = video_spec(StreamType.VIDEO_RGB, width=8, height=6, fps=30, endpoint="tcp://127.0.0.1:*",
+                      name=_uid("mv.rgb"), source_id=sid)
+    out = VideoOutlet(spec)
+    with AlignmentBuffer(seconds=10, stall_timeout=0.3) as buf:
+        (key,) = buf.connect(source_ids=[sid], timeout=5)
+        assert out.wait_for_consumers(5)
+        out.push(np.zeros((6, 8, 3), np.uint8), 0, local_clock())
+        first = out.spec.extra["zmq/endpoint"]
+        out.close()
+        out = VideoOutlet(spec)  # same source_id, new ephemeral port
+        assert out.spec.extra["zmq/endpoint"] != first
+        deadline = time.monotonic() + 15
+        i = 1
+        while time.monotonic() < deadline and buf.stats()["streams"][key]["received"] < 5:
+            out.push(np.full((6, 8, 3), i, np.uint8), i, local_clock())
+            i += 1
+            time.sleep(0.05)
+        stats = buf.stats()["streams"][key]
+    out.close()
+    assert stats["received"] >= 5 and stats["endpoint_changes"] == 1

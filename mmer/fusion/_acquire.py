@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 
@@ -83,7 +84,10 @@ class LSLWorker(threading.Thread):
         self._dtype = np.dtype(self.inlet.np_dtype)
         self._buf = np.zeros((_CHUNK, spec.n_channels), dtype=self._dtype)
         self._next_tc = 0.0
-        self.counters = {"announced": 0, "errors": 0, "clock_measurements": 0}
+        self.counters = {"announced": 0, "errors": 0, "clock_measurements": 0, "endpoint_changes": 0}
+        self._last_frame = time.monotonic()
+        self._endpoint_checked = 0.0
+        self._uid = info.uid()
         # Frame indices announced on LSL, to count frames whose pixels never came (drops that
         # index gaps cannot see: before the first received frame and after the last one).
         self._announced: deque[int] = deque(maxlen=8192)
@@ -152,13 +156,38 @@ class LSLWorker(threading.Thread):
             self.buffer.push_samples(self.key, data, ts)
         return n
 
+    def _follow_endpoint(self) -> None:
+        """A silent camera may have restarted on another port: re-read the endpoint its twin announces."""
+        now = time.monotonic()
+        if now - self._last_frame < self.buffer.stall_timeout or now - self._endpoint_checked < 2.0:
+            return
+        self._endpoint_checked = now
+        # The inlet keeps the metadata it first saw; ask the (possibly restarted) outlet afresh.
+        found = pylsl.resolve_byprop("source_id", self.source_id, 1, 0.2) if self.source_id else []
+        if not found or found[0].uid() == self._uid:
+            return
+        probe = pylsl.StreamInlet(found[0])
+        try:
+            endpoint = probe.info(0.5).desc().child("zmq").child_value("endpoint")
+        except (LSLTimeoutError, LostError):
+            return
+        finally:
+            probe.close_stream()
+        self._uid = found[0].uid()
+        if endpoint and endpoint not in self.subscriber.endpoints:
+            log.warning("video stream %s now announces %s; subscribing there", self.key, endpoint)
+            self.subscriber.connect(endpoint)
+            self.counters["endpoint_changes"] += 1
+
     def _recv_frames(self, timeout: float = _POLL) -> None:
+        self._follow_endpoint()
         frame = self.subscriber.recv(timeout=timeout)
         while frame is not None:
             self.buffer.push_frame(self.key, frame.index, frame.timestamp, frame.data)
             if self._first_rx is None:
                 self._first_rx = frame.index
             self._last_rx = frame.index
+            self._last_frame = time.monotonic()
             frame = self.subscriber.recv(timeout=0)
 
     def run(self) -> None:
