@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=3,
                         help="each consumer runs this many times, order rotated; medians are reported")
     parser.add_argument("--seconds", type=float, default=30.0, help="history kept by each consumer")
-    parser.add_argument("--chunk", type=int, default=256, help="samples per pushed chunk")
+    parser.add_argument("--chunk", type=int, default=4096, help="samples per pushed chunk")
 
 
 def _spec(source_id: str):
