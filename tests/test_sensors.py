@@ -280,3 +280,31 @@ def test_cli_sensors_list_and_stream(shared_data, capsys):
     assert main(["stream", "camera", "--source", "96"]) == 1
     assert "cannot open device 96" in capsys.readouterr().err
     assert main(["stream", "camera", "--set", "bogus"]) == 2
+
+
+def test_mmer_stream_stops_cleanly_on_ctrl_c(shared_data):
+    import signal
+    import subprocess
+
+    video = str(shared_data / "video" / "single_face.mp4")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmer", "stream", "camera", "--source", video, "--loop", "--json",
+         "--source-id", _uid("sigint"), "--session-id", _uid("sess")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        line = ""
+        while time.monotonic() < deadline and "publishing" not in line:
+            line = proc.stderr.readline()
+        assert "publishing mmer.rgb" in line
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopping (Ctrl-C)" in err
+    health = json.loads(out.strip().splitlines()[-1])["health"]
+    assert health["frames"] > 10 and health["errors"] == 0
