@@ -287,6 +287,9 @@ def test_same_seed_same_bytes(tmp_path, faces_dir):
     assert digest(tmp_path / "a") == digest(tmp_path / "b")
     write_casme3(tmp_path / "c", **(kw | {"seed": 10}))
     assert digest(tmp_path / "a") != digest(tmp_path / "c")
+    write_casme3(tmp_path / "d", **(kw | {"part": "C"}))
+    write_casme3(tmp_path / "e", **(kw | {"part": "C"}))
+    assert digest(tmp_path / "d") == digest(tmp_path / "e")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

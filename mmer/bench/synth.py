@@ -56,17 +56,23 @@ def _write(args, face) -> dict:
     from mmer.synth import write_casme3
 
     tmp = Path(tempfile.mkdtemp(prefix="mmer-bench-synth-"))
+    proc = psutil.Process()
     try:
+        c0 = proc.cpu_times()
         t = time.perf_counter()
         summary = write_casme3(tmp / "set", part="A", subjects=1, videos=1, seconds=args.seconds, seed=args.seed,
                                faces=[face], workers=args.workers, progress=False)
         wall = time.perf_counter() - t
+        c1 = proc.cpu_times()
         size = sum(p.stat().st_size for p in (tmp / "set").rglob("*") if p.is_file())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {
         "seconds_per_minute": wall / args.seconds * 60.0,
         "write_wall_s": wall,
+        # CPU seconds per minute of video: on an otherwise idle 2-core machine the wall time is
+        # about half of this (the writer keeps 2 threads busy).
+        "write_cpu_s_per_minute": ((c1.user - c0.user) + (c1.system - c0.system)) / args.seconds * 60.0,
         "write_frames": summary["frames"],
         "write_mb_per_minute": size / 1e6 / args.seconds * 60.0,
     }
