@@ -7,6 +7,8 @@ Inputs are generated in a temporary folder:
   every frame and sample over real LSL + ZeroMQ and acknowledges each step -> ``realtime_factor``;
   the same set replayed in real time -> ``schedule_error_ms_p99`` (push time minus scheduled time,
   every frame, physiology chunk and marker);
+* the same Part A recording with its frames decoded in advance, replayed in lockstep ->
+  ``realtime_factor_predecoded`` (the player and transports alone, without JPG/PNG decoding);
 * an 8-minute Part C-layout recording (640x480 MP4 colour, PNG depth, physiology text with its
   ``5`` marker) replayed in lockstep while a thread samples this process's RSS ->
   ``peak_rss_mb``. Its depth folder holds one file per frame, hard links to 30 distinct images,
@@ -72,7 +74,7 @@ def _names(prefix: str, recording) -> list[str]:
 def _lockstep(dataset, prefix: str, window: int) -> dict:
     from mmer.replay import Player, ReplayConsumer
 
-    first = next(dataset.recordings())
+    first = dataset[0] if isinstance(dataset, list) else next(dataset.recordings())
     player = Player(dataset, lockstep=True, prefix=prefix, consumer_timeout=60, window=window)
     result: dict = {}
 
@@ -84,8 +86,13 @@ def _lockstep(dataset, prefix: str, window: int) -> dict:
 
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()
+    cpu = time.process_time()
     stats = player.run()
     thread.join(60)
+    cpu = time.process_time() - cpu
+    # CPU seconds (player + consumer, all threads) per second of recording: what the replay costs,
+    # independent of how busy the shared machine is.
+    result["cpu_per_media_s"] = round(cpu / max(stats.media_seconds, 1e-9), 3)
     return {"stats": stats.as_dict(), **result}
 
 
@@ -109,6 +116,22 @@ def _realtime(dataset, prefix: str, seconds: float) -> dict:
     done.set()
     thread.join(10)
     return player.stats.as_dict()
+
+
+def _predecoded(dataset, frames_per_track: int = 30):
+    """The first recording with its frame readers replaced by a cycle of already decoded frames.
+
+    Replaying it measures the player, LSL, ZeroMQ and the lockstep protocol without JPG/PNG
+    decoding, which on two cores is the dominant cost.
+    """
+    from mmer.dataset import FrameTrack
+
+    rec = next(dataset.recordings())
+    for name, track in rec.frames.items():
+        cached = [track.read(i) for i in range(min(frames_per_track, len(track)))]
+        rec.frames[name] = FrameTrack(track.spec, track.indices, track.timestamps,
+                                      lambda pos, c=cached: c[pos % len(c)])
+    return [rec]
 
 
 def _write_long(root: Path, seconds: float, seed: int) -> None:
@@ -156,6 +179,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.seconds <= 0 or args.long_seconds <= 0 or args.realtime_seconds <= 0:
         raise ValueError("durations must be > 0")
     configure_lsl(f"mmer-bench-replay-{os.getpid()}")
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="mmer-bench-replay-") as tmp:
         tmp = Path(tmp)
         t = time.perf_counter()
@@ -173,6 +197,7 @@ def run(args: argparse.Namespace) -> dict:
         part_a_write_s = time.perf_counter() - t
         part_a = open_dataset("casme3", tmp / "partA", part="A")
         lock = _lockstep(part_a, "bench-lock.", args.window)
+        transport = _lockstep(_predecoded(part_a), "bench-pre.", args.window)
         short = open_dataset("casme3", tmp / "partA", part="A")
         real = _realtime(short, "bench-rt.", args.realtime_seconds)
     return {
@@ -192,5 +217,9 @@ def run(args: argparse.Namespace) -> dict:
         "rss_at_start_mb": round(rss.start_rss / 2**20, 1),
         "realtime_items": real.get("frames", 0) + real.get("samples", 0),
         "input_write_s": {"long": round(long_write_s, 1), "part_a": round(part_a_write_s, 1)},
+        "realtime_factor_predecoded": transport["stats"]["realtime_factor"],
+        "cpu_per_media_s": lock.get("cpu_per_media_s"),
+        "cpu_per_media_s_predecoded": transport.get("cpu_per_media_s"),
+        "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "cpu_count": os.cpu_count(),
     }
