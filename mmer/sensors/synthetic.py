@@ -196,9 +196,12 @@ class SyntheticCamera(Sensor):
             session = lab.segment(k)
             if pos >= lab.frames_per_segment // 2:
                 lab.prepare(k + 1)
-            self._rgb.push(session.rgb(pos), n, t)
             if self._depth is not None:
-                self._depth.push(session.depth(pos), n, t)
+                rgb, depth = session.render(pos)
+                self._rgb.push(rgb, n, t)
+                self._depth.push(depth, n, t)
+            else:
+                self._rgb.push(session.rgb(pos), n, t)
             if self._truth is not None:
                 for text in self._markers(session, pos):
                     self._truth.push(text, t)

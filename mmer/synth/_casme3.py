@@ -154,14 +154,17 @@ def _write_frames(
 
     def one(pos: int) -> np.ndarray | None:
         index = session.first_index + pos
-        rgb = session.rgb(pos)
+        if depth_dir is not None:
+            rgb, depth = session.render(pos)
+        else:
+            rgb, depth = session.rgb(pos), None
         if color_dir is not None:
             ok, buf = cv2.imencode(".jpg", rgb, quality)
             if not ok:
                 raise OSError(f"JPEG encoding failed for frame {index}")
             (color_dir / f"{index}.jpg").write_bytes(buf.tobytes())
         if depth_dir is not None:
-            ok, buf = cv2.imencode(".png", session.depth(pos), png)
+            ok, buf = cv2.imencode(".png", depth, png)
             if not ok:
                 raise OSError(f"PNG encoding failed for depth frame {index}")
             (depth_dir / f"{index}.png").write_bytes(buf.tobytes())

@@ -347,10 +347,24 @@ class SyntheticSession:
             self._add_crop(my, fld.dy, fld.y0 + sy, fld.x0 + sx, -amp)
         return mx, my, active, (sx, sy)
 
+    def render(self, position: int) -> tuple[np.ndarray, np.ndarray]:
+        """Render colour and depth of frame ``position`` together (one warp map for both)."""
+        position = self._check(position)
+        warped = self._warped(position)
+        return self._rgb(position, warped), self._depth(position, warped)
+
     def rgb(self, position: int) -> np.ndarray:
         """Render colour frame ``position`` (BGR uint8, HxWx3); no JPEG compression applied."""
         position = self._check(position)
-        mx, my, _, _ = self._warped(position)
+        return self._rgb(position, self._warped(position))
+
+    def depth(self, position: int) -> np.ndarray:
+        """Render depth frame ``position`` (uint16 millimetres, HxW; 0 marks a hole)."""
+        position = self._check(position)
+        return self._depth(position, self._warped(position))
+
+    def _rgb(self, position: int, warped) -> np.ndarray:
+        mx, my, _, _ = warped
         img = cv2.remap(self.face.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         gain = float(self.timeline.gain[position])
         if gain != 1.0:
@@ -363,10 +377,8 @@ class SyntheticSession:
             cv2.subtract(img, neg[j], dst=img)
         return img
 
-    def depth(self, position: int) -> np.ndarray:
-        """Render depth frame ``position`` (uint16 millimetres, HxW; 0 marks a hole)."""
-        position = self._check(position)
-        mx, my, active, (sx, sy) = self._warped(position)
+    def _depth(self, position: int, warped) -> np.ndarray:
+        mx, my, active, (sx, sy) = warped
         base, _ = self._assets.depth_base(self.config.depth_distance_mm)
         d = cv2.remap(base, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
         valid = d > 0
