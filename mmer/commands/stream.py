@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 
@@ -79,15 +80,30 @@ def _options(args: argparse.Namespace) -> dict:
     return opts
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _stream(args: argparse.Namespace) -> int:
+    # Ctrl-C and a plain `kill` both stop the sensor cleanly, even when the shell started this
+    # process with SIGINT ignored (background jobs).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     if args.session_id:
         configure_lsl(args.session_id)
     sensor = create_sensor(args.adapter, **_options(args))
+    # Threads started now (the acquisition thread, FFmpeg's decoder threads) inherit a mask that
+    # keeps the signals away from them; only this thread handles Ctrl-C. An interrupted decoder
+    # thread can otherwise corrupt a frame or abort inside libavcodec.
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     try:
         sensor.start()
     except SensorError as err:
         print(f"mmer stream: error: {err}", file=sys.stderr)
         return 1
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
     for spec in sensor.specs:
         where = spec.extra.get("zmq/endpoint", "")
         print(f"publishing {spec.name} ({spec.type.value}, source_id={spec.source_id}"
@@ -98,12 +114,14 @@ def _stream(args: argparse.Namespace) -> int:
         while sensor.running:
             if t_end is not None and time.monotonic() >= t_end:
                 break
-            sensor.wait(0.2)
+            # Sleep rather than join: a join interrupted by Ctrl-C can make the later join in
+            # stop() return before the thread has ended (seen here with CPython 3.11).
+            time.sleep(0.2)
             if time.monotonic() >= next_status:
                 print(f"{args.adapter}: {sensor.health.as_dict()}", file=sys.stderr)
                 next_status += args.status_every
     except KeyboardInterrupt:
-        print("stopping (Ctrl-C)", file=sys.stderr)
+        print("stopping (interrupted)", file=sys.stderr)
     finally:
         sensor.stop()
     health = sensor.health.as_dict()
