@@ -12,7 +12,8 @@ and each keeping ``--seconds`` of history:
   what liblsl itself delivers to one inlet on this machine.
 
 Reported: samples ingested per second of wall time (after a warm-up), and per CPU second of
-the consumer process.
+the consumer process; and, to separate the buffer's own cost from liblsl's, how fast
+``AlignmentBuffer.push_samples`` ingests the same 4-channel chunks in process (no LSL).
 """
 
 from __future__ import annotations
@@ -144,6 +145,21 @@ def _consume(kind: str, source_id: str, duration: float, warmup: float, seconds:
         conn.send(f"error: {err!r}")
 
 
+def _ingest_only(seconds: float, chunk: int, history: float) -> float:
+    """Samples per second that ``push_samples`` alone sustains for ``seconds`` (no transport)."""
+    from mmer.fusion import AlignmentBuffer
+
+    buf = AlignmentBuffer(seconds=history)
+    key = buf.add_stream(_spec("bench-ingest-only"))
+    data = np.random.default_rng(0).standard_normal((chunk, 4)).astype(np.float32)
+    n = 0
+    t0 = time.perf_counter()
+    while (elapsed := time.perf_counter() - t0) < seconds:
+        buf.push_samples(key, data, (n + np.arange(chunk)) / 200.0)
+        n += chunk
+    return n / elapsed
+
+
 def run(args: argparse.Namespace) -> dict:
     if args.duration <= 0 or args.warmup < 0 or args.rounds < 1:
         raise ValueError("--duration must be > 0, --warmup >= 0 and --rounds >= 1")
@@ -187,6 +203,7 @@ def run(args: argparse.Namespace) -> dict:
         "ratio_vs_mne_lsl": rate["mmer"] / rate["mne_lsl"] if rate["mne_lsl"] else None,
         "ratio_vs_pylsl_list": rate["mmer"] / rate["pylsl_list"] if rate["pylsl_list"] else None,
         "liblsl_ceiling_samples_per_s": float(np.median(rates["pylsl_numpy_bare"])),
+        "mmer_ingest_only_samples_per_s": _ingest_only(1.0, args.chunk, args.seconds),
         "rounds": {k: [round(x) for x in v] for k, v in rates.items()},
         "samples_sent": sent,
         "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds,

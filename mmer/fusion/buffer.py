@@ -313,15 +313,21 @@ class AlignmentBuffer:
         mark = track.watermark()
         if mark is not None and mark >= t1:
             return None
-        if now - track.last_arrival > self.stall_timeout:
-            if not track.stalled:
-                track.stalled = True
-                track.counters["stalls"] += 1
-                log.warning("stream %s stalled: nothing for %.1f s", key, now - track.last_arrival)
+        if self._check_stall(track, now):
             if track.counters["received"] == 0:
                 return "no data"
             return "clock reset pending" if track.pending_clock else "stalled"
         return "waiting"
+
+    def _check_stall(self, track: Track, now: float) -> bool:
+        """True (and counted and logged once per stall) when ``track`` has been silent too long."""
+        if now - track.last_arrival <= self.stall_timeout:
+            return False
+        if not track.stalled:
+            track.stalled = True
+            track.counters["stalls"] += 1
+            log.warning("stream %s stalled: nothing for %.1f s", track.key, now - track.last_arrival)
+        return True
 
     def ready(self, t1: float, *, streams: Iterable[str | StreamType] | None = None) -> bool:
         """True when a window ending at ``t1`` would complete now without waiting."""
@@ -428,7 +434,9 @@ class AlignmentBuffer:
         """Counters per stream (received, dropped, NaNs, resets, stalls, ...) and buffer-wide."""
         with self._cond:
             out = {}
+            now = time.monotonic()
             for key, track in self._tracks.items():
+                self._check_stall(track, now)
                 entry = track.stats()
                 entry["type"] = track.stype
                 entry["buffered"] = track.count
