@@ -348,6 +348,8 @@ class SampleOutlet:
             raise ValueError(f"stream {self.spec.name!r}: need {arr.shape[0]} timestamps, got shape {ts.shape}")
         if arr.shape[0] == 0:
             return
+        if self._outlet is None:
+            raise RuntimeError(f"stream {self.spec.name!r}: outlet is closed")
         arr = np.ascontiguousarray(arr, dtype=self._dtype)
         # pylsl would turn a timestamp array into a ctypes array element by element; hand liblsl
         # the numpy buffers directly instead (same call, no Python loop).
@@ -478,6 +480,8 @@ class MarkerOutlet:
         """Push one marker; ``timestamp`` defaults to now on the LSL clock."""
         if not isinstance(text, str):
             raise ValueError(f"marker must be a str, got {type(text).__name__}")
+        if self._outlet is None:
+            raise RuntimeError(f"stream {self.spec.name!r}: outlet is closed")
         self._outlet.push_sample([text], local_clock() if timestamp is None else float(timestamp))
         self.markers_pushed += 1
 

@@ -146,6 +146,8 @@ def test_sample_outlet_checks_shapes():
         outlet.push_chunk(np.zeros((3, 1)), np.zeros(2))
     outlet.push_chunk(np.zeros(3), np.arange(3.0))  # 1-D is fine for one channel
     outlet.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        outlet.push_chunk(np.zeros(3), np.arange(3.0))
     with pytest.raises(ValueError, match="MarkerOutlet"):
         SampleOutlet(markers_spec("m"))
 
