@@ -364,12 +364,12 @@ class SampleOutlet:
         self.samples_pushed += arr.shape[0]
 
     def have_consumers(self) -> bool:
-        """True when at least one inlet is connected."""
-        return bool(self._outlet.have_consumers())
+        """True when at least one inlet is connected (False once closed)."""
+        return self._outlet is not None and bool(self._outlet.have_consumers())
 
     def wait_for_consumers(self, timeout: float) -> bool:
-        """Block until an inlet connects or ``timeout`` seconds pass."""
-        return bool(self._outlet.wait_for_consumers(timeout))
+        """Block until an inlet connects or ``timeout`` seconds pass (False once closed)."""
+        return self._outlet is not None and bool(self._outlet.wait_for_consumers(timeout))
 
     def close(self) -> None:
         """Destroy the outlet (inlets see the stream vanish)."""
@@ -486,12 +486,12 @@ class MarkerOutlet:
         self.markers_pushed += 1
 
     def have_consumers(self) -> bool:
-        """True when at least one inlet is connected."""
-        return bool(self._outlet.have_consumers())
+        """True when at least one inlet is connected (False once closed)."""
+        return self._outlet is not None and bool(self._outlet.have_consumers())
 
     def wait_for_consumers(self, timeout: float) -> bool:
-        """Block until an inlet connects or ``timeout`` seconds pass."""
-        return bool(self._outlet.wait_for_consumers(timeout))
+        """Block until an inlet connects or ``timeout`` seconds pass (False once closed)."""
+        return self._outlet is not None and bool(self._outlet.wait_for_consumers(timeout))
 
     def close(self) -> None:
         """Destroy the outlet."""
