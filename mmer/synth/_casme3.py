@@ -280,6 +280,8 @@ def write_casme3(
         raise ValueError(f"seed must be >= 0, got {seed}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
     config = config or SynthConfig()
     sources = faces if isinstance(faces, list) else resolve_faces(faces)
     if not sources:

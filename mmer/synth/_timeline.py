@@ -176,7 +176,6 @@ def plan_timeline(
             s0, s1 = int(t0 * fps), int((t0 + dur) * fps)
             speech.append((s0, s1, float(rng.uniform(3.0, 6.0)), float(rng.uniform(*cfg.speech_amplitude_px)) * px))
 
-    keys: list[tuple[int, str]] = []
     index: dict[tuple[int, str], int] = {}
     for e in [*expressions, *blinks]:
         for au, side, _ in e.aus:
