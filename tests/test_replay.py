@@ -207,3 +207,75 @@ def test_replay_cli_errors(shared_data, tmp_path, capsys):
     assert "not an XDF dataset" in capsys.readouterr().err
     assert main(["replay", "casme3", str(tmp_path), "--speed", "0"]) == 2
     assert "--speed must be > 0" in capsys.readouterr().err
+
+
+def test_realtime_replay_into_alignment_buffer_via_its_own_acquisition():
+    fusion = pytest.importorskip("mmer.fusion")
+    rec = _recording(n_frames=12, seed=5)
+    rec.samples.pop("events")  # the buffer holds samples and frames; markers are not its job
+    prefix = _prefix()
+    player = Player([rec], speed=1.0, prefix=prefix, wait_consumers=True, consumer_timeout=20)
+    player.start()
+    buf = fusion.AlignmentBuffer(seconds=30, frame_seconds=30, dejitter=False)
+    keys = buf.connect(names=[prefix + n for n in ("mmer.rgb", "mmer.depth", "mmer.eda", "mmer.ecg")], timeout=10)
+    assert player.wait(20)
+    by_name = {k.split("#")[0]: k for k in keys}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        win = buf.window(0, 1e12, timeout=0)
+        if len(win.frames[by_name[prefix + "mmer.rgb"]].frames) == 12 and len(win.signals[by_name[prefix + "mmer.eda"]]) == len(rec.samples["eda"]):
+            break
+        time.sleep(0.05)
+    rgb = win.frames[by_name[prefix + "mmer.rgb"]]
+    assert list(rgb.indices) == list(range(1, 13))
+    assert all(np.array_equal(f, rec.frames["rgb"].frames[i]) for i, f in enumerate(rgb.frames))
+    eda = win.signals[by_name[prefix + "mmer.eda"]]
+    assert np.array_equal(eda.data[:, 0], rec.samples["eda"].data[:, 0])
+    assert np.allclose(np.diff(eda.raw_timestamps), np.diff(rec.samples["eda"].timestamps), atol=1e-9)
+    assert eda.raw_timestamps[0] - rgb.raw_timestamps[0] == pytest.approx(0.0, abs=1e-9)
+    buf.close()
+
+
+def _write_tiny_part_a(root) -> None:
+    import cv2
+    import pandas as pd
+
+    color = root / "spNO.2" / "a" / "color"
+    color.mkdir(parents=True)
+    for i in range(1, 9):
+        cv2.imwrite(str(color / f"{i}.jpg"), np.full((16, 20, 3), 30 * i, np.uint8))
+    frame = pd.DataFrame({"Subject": ["spNO.2"], "Filename": ["a"], "Onset": [2], "Apex": [3], "Offset": [5],
+                          "AU": ["12"], "Objective class": ["I"], "emotion": ["happy"]})
+    with pd.ExcelWriter(root / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx") as xl:
+        frame.to_excel(xl, sheet_name="label", index=False)
+
+
+def test_replay_command_lockstep_in_a_subprocess(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _write_tiny_part_a(tmp_path)
+    prefix = _prefix()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmer", "replay", "casme3", str(tmp_path), "--lockstep", "--truth-markers",
+         "--prefix", prefix, "--timeout", "30", "--json"],
+        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        with ReplayConsumer([prefix + "mmer.rgb", prefix + TRUTH_STREAM], timeout=30) as consumer:
+            frames, truth = [], []
+
+            def keep(r):
+                frames.extend(r.frames[prefix + "mmer.rgb"])
+                truth.extend(r.markers[prefix + TRUTH_STREAM])
+            consumer.run(keep, timeout=30)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["frames"] == 8 and summary["truth_markers"] == 3 and summary["recordings"] == 1
+    assert [f.index for f in frames] == list(range(1, 9))
+    assert [int(f.data[0, 0, 0]) // 10 for f in frames] == [3 * i for i in range(1, 9)]
+    assert [json.loads(m)["phase"] for m, _ in truth] == ["onset", "apex", "offset"]
