@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,9 +14,6 @@ import pytest
 from mmer.dataset import EventKind, FrameError
 from mmer.replay import DatasetError, open_dataset
 from mmer.replay._physio_text import frame_to_sample, read_physio_text
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def real(shared_data):
@@ -76,17 +71,16 @@ def test_subject_and_video_filters(shared_data):
     assert {d.subject for d in ds.defects} == {"spNO.40"}
 
 
-def test_inspect_cli_on_real_annotations(shared_data):
-    out = subprocess.run(
-        [sys.executable, "-m", "mmer", "inspect", "casme3", str(shared_data / "casme3-annotations"), "--json"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+def test_inspect_cli_on_real_annotations(shared_data, capsys):
+    from mmer.cli import main
+
+    assert main(["inspect", "casme3", str(shared_data / "casme3-annotations"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"subjects", "videos", "events", "classes", "defects"} <= set(report)
     assert set(report["events"]) == {"me", "mae", "blink"}
     assert report["events"]["blink"] == 841
     assert {"kind", "subject", "video", "row", "action"} <= set(report["defects"][0])
+    assert len(report["defects"]) == sum(report["defect_counts"].values())
 
 
 def _tiny_part_a(root: Path, *, depth_beside: bool) -> None:
