@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import cv2
@@ -336,3 +337,30 @@ def test_preview_strip(tmp_path, faces_dir):
     assert row["kind"] == "me" and row["emotion"] == "happy" and row["objective_class"] == "I"
     with pytest.raises(ValueError, match="unknown emotion"):
         render_preview(tmp_path / "x.png", faces_dir / "0-f1-su-ph.jpg", emotion="joy")
+
+
+def test_heart_rate_follows_class(small_face):
+    """Fear speeds the heart 2-6 s after onset; surprise slows it (orienting response)."""
+    import neurokit2 as nk
+
+    def hr_change(emotion: str) -> float:
+        cfg = SynthConfig(me_per_min=0, mae_per_min=5, emotions={emotion: 1.0}, spontaneous_scr_per_min=0.0,
+                          **QUIET)
+        s = generate_session(small_face, seconds=90.0, size=(160, 120), seed=8, config=cfg)
+        t = s.physio_times
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # scipy.misc, inside neurokit2
+            peaks = nk.ecg_peaks(s.physio["ecg"], sampling_rate=200)[1]["ECG_R_Peaks"]
+        beat_t = t[peaks][1:]
+        hr = 60.0 / np.diff(t[peaks])
+        changes = []
+        for e in s.timeline.expressions:
+            t0 = e.onset / s.fps
+            after = hr[(beat_t > t0 + 2) & (beat_t < t0 + 6)]
+            before = hr[(beat_t > t0 - 3) & (beat_t < t0)]
+            if len(after) and len(before):
+                changes.append(after.mean() - before.mean())
+        return float(np.median(changes))
+
+    assert hr_change("fear") > 3.0
+    assert hr_change("surprise") < -2.0
