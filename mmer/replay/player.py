@@ -454,10 +454,12 @@ class Player:
         self._await_consumers(outlets)
         self.stats.wait_seconds += local_clock() - waited
         log.info("replaying %s: %d items, %.1f s", label, len(sched.t), sched.t_end - sched.t_begin)
-        now = local_clock()
-        t0 = now + 0.05 - sched.t_begin
-        if self._next_t0 is not None:
-            t0 = max(t0, self._next_t0 - sched.t_begin)
+        # t0 anchors timestamps (t0 + t, the recording's own spacing, increasing across
+        # recordings); wall_t0 anchors pacing. They coincide at speed 1, where timestamps equal
+        # push times; at other speeds only the pacing is scaled.
+        now = local_clock() + 0.05
+        t0 = max(now, self._next_t0 if self._next_t0 is not None else now) - sched.t_begin
+        wall_t0 = t0 if self.speed == 1.0 else now - sched.t_begin
         pending: deque[tuple[int, Future]] = deque()
         frame_items = np.flatnonzero(sched.kind == _FRAME)
         next_fetch = 0
@@ -486,7 +488,7 @@ class Player:
             target_rel = float(sched.t[i])
             deadline = None
             if self.server is None:
-                deadline = t0 + sched.t_begin + (target_rel - sched.t_begin) / self.speed
+                deadline = wall_t0 + sched.t_begin + (target_rel - sched.t_begin) / self.speed
             self._push(sched, outlets, ti, kind, i, t0, pending, fetch_ahead, deadline)
         if self.server is not None and n and not self._stop.is_set():
             self._finish_step(step_counter, t0 + sched.t_begin + (current_step + 1) * step_s, label)
