@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+import time
 from pathlib import Path
 
 import cv2
@@ -177,3 +178,40 @@ def test_sidecar_table_errors(tmp_path):
     shutil.rmtree(tmp_path / "rec" / "video")
     rec = next(open_dataset("xdf", tmp_path).recordings())
     assert "mmer.rgb" in rec.samples and "no_sidecar" in [d.kind for d in rec.defects]
+
+
+@pytest.mark.slow
+def test_round_trip_replay_record_read(tmp_path):
+    """Player -> SessionRecorder (LabRecorder + sidecars) -> XDF reader gives back the same data."""
+    import pylsl
+
+    recorder_mod = pytest.importorskip("mmer.live.recorder")
+    from test_replay import _recording
+
+    from mmer.replay import Player
+
+    rec = _recording(n_frames=20, seed=9)
+    prefix = f"rt{tmp_path.name[-6:]}."
+    player = Player([rec], speed=1.0, prefix=prefix, wait_consumers=True, consumer_timeout=30)
+    player.start()
+    infos = []
+    for name in ("mmer.rgb", "mmer.depth", "mmer.eda", "mmer.ecg", "mmer.stim"):
+        found = pylsl.resolve_byprop("name", prefix + name, 1, 10)
+        assert found, name
+        infos.append(found[0])
+    out = tmp_path / "rec"
+    recorder = recorder_mod.SessionRecorder(out, streams=infos, rgb_codec="ffv1", metadata={"subject": "sx", "session": "one"})
+    recorder.start()
+    assert player.wait(30)
+    time.sleep(1.0)
+    assert recorder.stop()["stop_reason"] == "stopped"
+    back = next(open_dataset("xdf", out).recordings())
+    assert (back.subject, back.video, back.defects) == ("sx", "one", [])
+    rgb, depth = back.frames["rgb"], back.frames["depth"]
+    assert list(rgb.indices) == list(range(1, 21))
+    assert all(np.array_equal(rgb.read(i), rec.frames["rgb"].frames[i]) for i in range(20))  # FFV1: lossless
+    assert all(np.array_equal(depth.read(i), rec.frames["depth"].frames[i]) for i in range(20))
+    eda = back.samples[prefix + "mmer.eda"]
+    assert np.array_equal(eda.data[:, 0], rec.samples["eda"].data[:, 0])
+    assert np.allclose(eda.timestamps, rec.samples["eda"].timestamps, atol=1e-3)
+    assert back.samples[prefix + "mmer.stim"].data == ["stimulus"]
