@@ -89,7 +89,9 @@ def _resolve_all(required: list[str], optional: list[str], timeout: float) -> di
         missing = [n for n in wanted if n not in found]
         if not missing:
             return found
-        pred = " or ".join(f"name='{n}'" for n in missing)
+        # liblsl prepends "session_id='...' and " to the predicate: without the parentheses the
+        # session would bind only to the first name and other sessions' streams would match.
+        pred = "(" + " or ".join(f"name='{n}'" for n in missing) + ")"
         for info in pylsl.resolve_bypred(pred, len(missing), 1.0):
             if info.name() in missing:
                 found.setdefault(info.name(), info)
@@ -178,6 +180,7 @@ class _VideoReader(threading.Thread):
     def run(self) -> None:
         last_try = 0.0
         quiet_since = None
+        self.last_arrival = time.monotonic()
         while not self._stop_evt.is_set():
             self._refresh_clock()
             frame = self.sub.recv(timeout=0.05)
@@ -313,6 +316,7 @@ class LivePipeline:
         self.decisions: list[Decision] = []
         self.candidates: list = []
         self.recent: deque[str] = deque(maxlen=_RECENT)
+        self.warnings: list[str] = []
         self.sensors: list = []
         self.recorder: SessionRecorder | None = None
         self.manifest: dict | None = None
@@ -350,14 +354,20 @@ class LivePipeline:
         return out
 
     def _make_sensors(self) -> list:
+        """Build the configured adapters; an optional one that cannot be built is skipped and reported."""
         if not self.config.sensors:
             return []
-        from mmer.sensors import create_sensor
+        from mmer.sensors import SensorError, create_sensor
 
         made = []
         for entry in self.config.sensors:
             try:
-                made.append(create_sensor(entry.adapter, **entry.options))
+                made.append((create_sensor(entry.adapter, **entry.options), entry))
+            except SensorError as err:
+                if entry.required:
+                    raise PipelineError(f"sensor {entry.adapter!r} is not available: {err}") from None
+                log.warning("optional sensor %s is not available: %s", entry.adapter, err)
+                self._note(f"[missing] sensor {entry.adapter}: {err}")
             except (ValueError, TypeError) as err:
                 raise PipelineError(f"sensors: adapter {entry.adapter!r}: {err}") from None
         return made
@@ -381,17 +391,17 @@ class LivePipeline:
 
         self.preflight()
         cfg = self.config
-        self.sensors = self._make_sensors() + self._extra_sources
+        pairs = self._make_sensors() + [(source, None) for source in self._extra_sources]
         started = []
         try:
-            for sensor, entry in zip(self.sensors, [*cfg.sensors, *[None] * len(self._extra_sources)], strict=True):
+            for sensor, entry in pairs:
                 try:
                     sensor.start()
                     started.append(sensor)
                 except SensorError as err:
                     if entry is not None and not entry.required:
                         log.warning("optional sensor %s did not start: %s", entry.adapter, err)
-                        self.recent.append(f"[missing] sensor {entry.adapter}: {err}")
+                        self._note(f"[missing] sensor {entry.adapter}: {err}")
                         continue
                     raise PipelineError(f"sensor {getattr(sensor, 'name', sensor)!r} did not start: {err}") from None
             self.sensors = started
@@ -406,7 +416,7 @@ class LivePipeline:
             for name in optional:
                 if name not in found:
                     log.warning("stream %r not found; decisions will list it as missing", name)
-                    self.recent.append(f"[missing] stream {name}")
+                    self._note(f"[missing] stream {name}")
             self.events = EventOutlet(name=cfg.outputs.events_stream, source_id=cfg.outputs.events_source_id)
             if self.record_dir is not None:
                 self._start_recorder(list(found.values()))
@@ -474,8 +484,13 @@ class LivePipeline:
         self._status = StatusView(self.snapshot, enabled=enabled).start()
 
     # -- frames and candidates ----------------------------------------------------------------------
+    def _note(self, text: str) -> None:
+        """A warning for the status view and the summary (missing inputs, stalls, returns)."""
+        self.warnings.append(text)
+        self.recent.append(text)
+
     def _on_gap(self, stream: str, state: str) -> None:
-        self.recent.append(f"[{state}] {stream}")
+        self._note(f"[{state}] {stream}")
 
     def _on_rgb_frame(self, frame, t_recv: float, t_buf: float) -> None:
         if self.first_frame_t is None:
@@ -574,6 +589,7 @@ class LivePipeline:
         t_on, t_apex = cand.t_onset + job.offset, cand.t_apex + job.offset
         pre, post = self.config.buffer.physio_window_s
         mods = rec.modalities(stage)
+        t_cut = local_clock()
         video_keys = [r.key for r in self._videos]
         if stage == "early":
             win = self.buffer.window(t_on, max(t_apex, t_on), streams=video_keys, timeout=0)
@@ -597,7 +613,9 @@ class LivePipeline:
             extra={"reasons": {m: sample.info.get(m, "") for m in missing},
                    "streams_missing": dict(win.missing)},
         )
-        since = job.stamps["capture"] if stage == "early" else job.physio_end
+        # Early: from the capture of the candidate's last frame. Late: from the end of the physio
+        # window, or from when the window was cut if a stall or the session's end cut it short.
+        since = job.stamps["capture"] if stage == "early" else min(job.physio_end, t_cut)
         decision = self.events.publish(decision, since=since)
         if stage == "early":
             stamps = {**job.stamps, "features": t_feat, "model": t_model, "publish": decision.t_published}
@@ -640,7 +658,7 @@ class LivePipeline:
                     break
                 if self.recorder is not None and self.recorder.failed:
                     log.error("recording stopped (%s); the pipeline goes on without it", self.recorder.stop_reason)
-                    self.recent.append(f"[recording stopped] {self.recorder.stop_reason}")
+                    self._note(f"[recording stopped] {self.recorder.stop_reason}")
                     self.manifest = self.recorder.manifest()
                     self.recorder = None
                 time.sleep(0.1)
@@ -789,6 +807,7 @@ class LivePipeline:
             "streams": streams,
             "gaps": stalls,
             "errors": list(self.counters.errors),
+            "warnings": list(self.warnings),
             "model": self.recognizer.model_id if self.recognizer else None,
             "recording": None if self.manifest is None else {
                 "dir": str(self.record_dir), "stop_reason": self.manifest.get("stop_reason"),

@@ -1,0 +1,140 @@
+"""The live pipeline on synthetic sensors over real LSL + ZeroMQ: decisions, failures, status."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+from rich.console import Console
+from test_live_helpers import MarkerCollector, make_checkpoint
+
+from mmer.config import parse_config
+from mmer.live.events import Decision
+from mmer.live.pipeline import LivePipeline, PipelineError
+from mmer.live.status import StatusView, render_status
+from mmer.sensors import create_sensor
+
+SEED = 7  # development seeds are 0-999; benchmarks use >= 1000
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "live.pt")
+
+
+def _config(checkpoint, **over):
+    cam = {"seed": SEED, "width": 320, "height": 240, "fps": 30, "depth": True}
+    phys = {"seed": SEED, "width": 320, "height": 240, "channels": ["eda", "ecg"]}
+    data = {
+        "sensors": [
+            {"adapter": "synthetic-camera", "options": cam},
+            {"adapter": "synthetic-physio", "options": phys},
+            {"adapter": "realsense", "required": False},
+        ],
+        "model": {"checkpoint": str(checkpoint)},
+        "outputs": {"status": False, "events_stream": "mmer.events"},
+        "buffer": {"stall_timeout_s": 1.0},
+        "inputs": {"resolve_timeout_s": 5.0},
+    }
+    data.update(over)
+    return parse_config(data, source="test")
+
+
+@pytest.mark.slow
+def test_pipeline_decides_early_then_late_and_survives_a_dying_sensor(checkpoint):
+    pipeline = LivePipeline(_config(checkpoint))
+    pipeline.start()
+    events = MarkerCollector("mmer.events")
+    events.start()
+    camera, physio = pipeline.sensors
+    try:
+        time.sleep(6.0)
+        physio.stop()  # the amplifier's cable comes out...
+        camera.stop()  # ...and the camera dies too
+        time.sleep(2.5)
+        physio2 = create_sensor("synthetic-physio", seed=SEED, width=320, height=240, channels=["eda", "ecg"])
+        camera2 = create_sensor("synthetic-camera", seed=SEED, width=320, height=240, depth=True)
+        physio2.start()
+        camera2.start()  # a new process: same source ids, a new ZeroMQ port
+        pipeline.sensors += [physio2, camera2]
+        received_before = pipeline.rgb_reader.received
+        time.sleep(9.0)
+        assert pipeline.rgb_reader.received > received_before + 100, "video did not reconnect"
+    finally:
+        summary = pipeline.run(duration=0)
+    items = events.stop()
+
+    for key in ("events", "candidates", "latency_ms", "physio_lost", "frames_dropped_pct"):
+        assert key in summary
+    assert set(summary["latency_ms"]["early"]) >= {"p50", "p95"}
+    assert summary["errors"] == []
+    assert summary["physio_lost"] == 0
+    assert any(line.startswith("[missing] sensor realsense") for line in summary["warnings"])
+    assert any("[missing] stream mmer.ppg" in line for line in summary["warnings"]), summary["warnings"]
+    assert "[stalled] mmer.rgb" in summary["warnings"] and "[back] mmer.rgb" in summary["warnings"]
+    gaps = summary["gaps"]
+    assert gaps and gaps[0]["stream"] == "mmer.rgb" and gaps[0]["until"] > gaps[0]["since"]
+    streams = {s["name"]: s for s in summary["streams"]}
+    assert streams["mmer.eda"]["stalls"] >= 1 and streams["mmer.eda"]["received"] > 200 * 10
+
+    decisions = [Decision.from_json(text) for _, text in items]
+    assert decisions, "no decision published in 17 s of synthetic video"
+    assert len(decisions) == summary["events"] == len(pipeline.decisions)
+    by_candidate: dict[int, list[str]] = {}
+    for d in decisions:
+        by_candidate.setdefault(d.candidate_id, []).append(d.stage)
+        assert d.kind in ("me", "mae") and d.model_id.startswith("hsta:live:")
+        assert abs(sum(d.probabilities.values()) - 1.0) < 1e-4 and d.label in d.probabilities
+        assert d.latency_ms > 0
+        if d.stage == "early":
+            assert "physio" not in d.modalities
+    assert all(stages == ["early", "late"] for stages in by_candidate.values()), by_candidate
+    assert summary["candidates"] == len(by_candidate)
+
+
+def test_checkpoint_that_does_not_fit_is_refused_before_start(tmp_path, checkpoint):
+    video_only = make_checkpoint(tmp_path / "video.pt", modalities=("video",))
+    pipeline = LivePipeline(_config(video_only))
+    with pytest.raises(ValueError, match=r"trained on \['video'\].*\['depth', 'physio'\] inputs"):
+        pipeline.start()
+    assert pipeline.sensors == []  # nothing was started
+    physio_only = make_checkpoint(tmp_path / "physio.pt", modalities=("physio",))
+    with pytest.raises(ValueError, match="needs a model that reads video"):
+        LivePipeline(_config(physio_only)).start()
+    with pytest.raises(FileNotFoundError, match="packaged"):
+        LivePipeline(_config("no-such-checkpoint")).start()
+    ok = LivePipeline(_config(video_only, inputs={"depth": None, "physio": []}))
+    ok.preflight()
+    assert ok.recognizer.modalities("late") == ("video",)
+
+
+def test_missing_rgb_stream_is_a_clear_error(checkpoint):
+    cfg = _config(checkpoint, sensors=[], inputs={"rgb": "mmer.nothing-here", "resolve_timeout_s": 1.0})
+    with pytest.raises(PipelineError, match="'mmer.nothing-here' not found on LSL within 1 s"):
+        LivePipeline(cfg).start()
+
+
+def test_status_view_renders_and_disables_cleanly():
+    snap = {"elapsed_s": 3.0, "candidates": 2, "decisions": 3, "recording": "rec/",
+            "recent": ["early #0 me 10-18: surprise"],
+            "streams": [{"name": "mmer.rgb", "type": "VideoRGB", "nominal_hz": 30.0, "effective_hz": 29.9,
+                         "received": 90, "drops": 0, "offset_ms": 0.01, "fill_pct": 10.0, "state": "ok"},
+                        {"name": "mmer.eda", "type": "EDA", "nominal_hz": 200.0, "effective_hz": None,
+                         "received": 0, "drops": 0, "offset_ms": None, "fill_pct": 0.0, "state": "stalled"}]}
+    out = io.StringIO()
+    console = Console(file=out, width=140)
+    console.print(render_status(snap))
+    text = out.getvalue()
+    assert "mmer.rgb" in text and "29.9" in text and "stalled" in text and "early #0" in text
+    out = io.StringIO()
+    view = StatusView(lambda: snap, enabled=True, refresh_hz=20, console=Console(file=out, force_terminal=True, color_system=None))
+    with view:
+        time.sleep(0.3)
+    assert view.renders >= 2 and "mmer.eda" in out.getvalue()
+    quiet = StatusView(lambda: snap, console=Console(file=io.StringIO()))
+    assert quiet.enabled is False  # not a terminal: no live view, only periodic log lines
+    with quiet:
+        pass
+    json.dumps(snap)
