@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Callable
 
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -38,11 +39,11 @@ def render_status(snapshot: dict) -> Group:
     drops, offset_ms, fill_pct, state``), ``candidates`` (int), ``recent`` (lines of text),
     ``elapsed_s`` and optionally ``recording`` (str).
     """
-    table = Table(title=f"mmer live  {snapshot.get('elapsed_s', 0):6.1f} s", expand=False)
-    for col, justify in (("stream", "left"), ("type", "left"), ("nominal Hz", "right"), ("effective Hz", "right"),
-                         ("received", "right"), ("drops", "right"), ("offset ms", "right"),
-                         ("buffer %", "right"), ("state", "left")):
-        table.add_column(col, justify=justify)
+    table = Table(title=f"mmer live  {snapshot.get('elapsed_s', 0):6.1f} s", expand=False, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0),
+                  pad_edge=False)
+    table.add_column("stream", no_wrap=True, min_width=10)
+    for col in ("type", "Hz", "eff Hz", "recv", "drops", "offs ms", "buf%", "state"):
+        table.add_column(col, justify="left" if col in ("type", "state") else "right", no_wrap=True)
     for s in snapshot.get("streams", []):
         state = s.get("state", "ok")
         style = "red" if state not in ("ok", "") else None
