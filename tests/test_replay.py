@@ -72,6 +72,12 @@ def test_lockstep_replay_delivers_identical_samples_and_frames():
     def consume():
         with ReplayConsumer(names, timeout=20) as consumer:
             def keep(r):
+                previous = got["steps"][-1].until if got["steps"] else -np.inf
+                stamps = [ts for _, ts in r.samples.values()] + [np.array([f.timestamp for f in v]) for v in r.frames.values()]
+                for ts in stamps:
+                    # the watermark contract: this step holds exactly the items in [previous, until)
+                    if len(ts) and not (ts.min() >= previous - 1e-9 and ts.max() < r.step.until - 1e-9):
+                        got.setdefault("violations", []).append((r.step.step, float(ts.min()), float(ts.max())))
                 got["steps"].append(r.step)
                 for k, v in r.frames.items():
                     got["frames"].setdefault(k, []).extend(v)
@@ -100,6 +106,7 @@ def test_lockstep_replay_delivers_identical_samples_and_frames():
     assert [m for m, _ in got["markers"][prefix + "mmer.stim"]] == ["stimulus"]
     truth = [json.loads(m) for m, _ in got["markers"][prefix + TRUTH_STREAM]]
     assert [(m["phase"], m["frame"]) for m in truth] == [("onset", 3), ("apex", 5), ("offset", 9)]
+    assert "violations" not in got, got.get("violations")
     steps = [s.step for s in got["steps"]]
     assert steps == list(range(len(steps))) and stats.steps == len(steps)
     # watermarks: every frame of a step is stamped before that step's watermark

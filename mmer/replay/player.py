@@ -128,11 +128,19 @@ class _Schedule:
         times, kinds, tracks, starts, stops = [], [], [], [], []
         self.jumps = 0
         self.times_of: dict[int, np.ndarray] = {}
+        bounded = {}
+        for group, items in (("f", recording.frames), ("s", recording.samples)):
+            for name, track in items.items():
+                bounded[(group, name)] = bounded_times(track.timestamps, rate=track.spec.rate, max_gap=max_gap)
+        firsts = [b[0][0] for b in bounded.values() if len(b[0])]
+        # Physiology chunks are cut on one grid shared by every stream (origin = first item), so
+        # in lockstep a chunk never straddles two steps.
+        origin = min(firsts) if firsts else 0.0
         for name, track in recording.frames.items():
             ti = len(self.tracks)
             self.tracks.append(track)
             self.names.append(name)
-            sched, changed = bounded_times(track.timestamps, rate=track.spec.rate, max_gap=max_gap)
+            sched, changed = bounded[("f", name)]
             self.jumps += changed
             self.times_of[ti] = sched
             n = len(sched)
@@ -145,7 +153,7 @@ class _Schedule:
             ti = len(self.tracks)
             self.tracks.append(track)
             self.names.append(name)
-            sched, changed = bounded_times(track.timestamps, rate=track.spec.rate, max_gap=max_gap)
+            sched, changed = bounded[("s", name)]
             self.jumps += changed
             self.times_of[ti] = sched
             n = len(sched)
@@ -156,7 +164,7 @@ class _Schedule:
                 kind = _MARKER
             else:
                 # Chunks like a live amplifier's: a new chunk whenever chunk_s has elapsed.
-                bins = np.floor((sched - sched[0]) / chunk_s).astype(np.int64)
+                bins = np.floor((sched - origin) / chunk_s + 1e-9).astype(np.int64)
                 bounds = np.concatenate([[0], np.flatnonzero(np.diff(bins)) + 1, [n]])
                 kind = _SAMPLES
             lo, hi = bounds[:-1], bounds[1:]
@@ -188,8 +196,8 @@ class _Schedule:
             self.kind = self.track = self.start = self.stop = np.zeros(0, dtype=np.int64)
         self.t_begin = float(self.t.min()) if self.t.size else 0.0
         self.t_end = float(self.t.max()) if self.t.size else 0.0
-        self.step_s = step_s
-        self.step = np.floor((self.t - self.t_begin) / step_s + 1e-9).astype(np.int64)
+        self.origin = origin
+        self.step = np.floor((self.t - origin) / step_s + 1e-9).astype(np.int64)
 
     def _truth_markers(self) -> list[tuple[float, str]]:
         rec = self.recording
@@ -480,7 +488,7 @@ class Player:
                 break
             fetch_ahead(i + 4 * self.prefetch)
             if self.server is not None and sched.step[i] != current_step:
-                self._finish_step(step_counter, t0 + sched.t_begin + (current_step + 1) * step_s, label)
+                self._finish_step(step_counter, t0 + sched.origin + (current_step + 1) * step_s, label)
                 step_counter += 1
                 current_step = int(sched.step[i])
             kind = int(sched.kind[i])
@@ -491,7 +499,7 @@ class Player:
                 deadline = wall_t0 + sched.t_begin + (target_rel - sched.t_begin) / self.speed
             self._push(sched, outlets, ti, kind, i, t0, pending, fetch_ahead, deadline)
         if self.server is not None and n and not self._stop.is_set():
-            self._finish_step(step_counter, t0 + sched.t_begin + (current_step + 1) * step_s, label)
+            self._finish_step(step_counter, t0 + sched.origin + (current_step + 1) * step_s, label)
             step_counter += 1
         for _, fut in pending:
             fut.cancel()
