@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -38,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="hsta", help="fusion model for the multimodal part (default hsta)")
     parser.add_argument("--flow-model", default="ststnet", help="model for the flowimages LOSO (default ststnet)")
     parser.add_argument("--flow-subjects", type=int, default=68, help="synthetic subjects in the flowimages set (68)")
-    parser.add_argument("--flow-seconds", type=float, default=20.0, help="seconds per flowimages session (20)")
-    parser.add_argument("--sessions", type=int, default=24, help="multimodal sessions (subjects), default 24")
+    parser.add_argument("--flow-seconds", type=float, default=15.0, help="seconds per flowimages session (15)")
+    parser.add_argument("--sessions", type=int, default=20, help="multimodal sessions (subjects), default 20")
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds per multimodal session (60)")
     parser.add_argument("--folds", type=int, default=4, help="subject k-fold for the multimodal part (4)")
     parser.add_argument("--epochs", type=int, default=30, help="training epochs (30)")
@@ -91,10 +92,10 @@ def _flowimages(args, faces) -> dict:
 
     cfg = SampleConfig(flow_method="tvl1")
     seeds = list(range(1000, 1000 + args.flow_subjects))
-    params = {"faces": [Path(f).name for f in faces], "seeds": seeds, "seconds": args.flow_seconds, "me": 20.0,
+    params = {"faces": [Path(f).name for f in faces], "seeds": seeds, "seconds": args.flow_seconds, "me": 24.0,
               "cfg": cfg.as_dict(), "kind": "flow"}
     ss, gen_s, cached = _cached_set("flow", params, lambda: synthetic_sample_set(
-        faces=faces, seeds=seeds, seconds=args.flow_seconds, me_per_min=20.0, mae_per_min=1.0, config=cfg,
+        faces=faces, seeds=seeds, seconds=args.flow_seconds, me_per_min=24.0, mae_per_min=1.0, config=cfg,
         modalities=("video",), workers=args.workers), use_cache=not args.no_cache)
     with tempfile.TemporaryDirectory(prefix="mmer-flowimages-") as tmp:
         write_flowimages_set(Path(tmp) / "set", ss)
@@ -178,34 +179,51 @@ def _inference(args, faces) -> dict:
     cfg = SampleConfig(flow_method="dis")
     model = create_model(args.model, n_classes=3, **cfg.model_inputs()).eval()
     tracker = FaceTracker()
-    times = {"early_features": [], "early_model": [], "fused_features": [], "fused_model": []}
+    keys = ("early_features", "early_model", "fused_features", "fused_model")
+    wall = {k: [] for k in keys}
+    cpu = {k: [] for k in keys}
+    early_mask, fused_mask = ("video",), ("video", "depth", "physio")
+
+    def early_features():
+        return build_sample(config=cfg, frames=frames, depth=d, tracker=tracker)
+
+    def fused_features():
+        return build_sample(config=cfg, frames=frames, depth=d, physio=physio, physio_rate=200.0,
+                            physio_onset=t_on - lo, tracker=tracker)
+
+    def forward(sample, mods):
+        with torch.no_grad():
+            model(to_batch({k: v[None] for k, v in sample.arrays.items()}, np.array([0]), mods))
+
     try:
-        build_sample(config=cfg, frames=frames, tracker=tracker)  # warm-up (mesh acquisition)
+        early_features()  # warm-up (mesh acquisition)
         for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            s = build_sample(config=cfg, frames=frames, depth=d, tracker=tracker)
-            t1 = time.perf_counter()
-            with torch.no_grad():
-                model(to_batch({k: v[None] for k, v in s.arrays.items()}, np.array([0]), ("video",)))
-            t2 = time.perf_counter()
-            f = build_sample(config=cfg, frames=frames, depth=d, physio=physio, physio_rate=200.0,
-                             physio_onset=t_on - lo, tracker=tracker)
-            t3 = time.perf_counter()
-            with torch.no_grad():
-                model(to_batch({k: v[None] for k, v in f.arrays.items()}, np.array([0]), ("video", "depth", "physio")))
-            t4 = time.perf_counter()
-            for key, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-                times[key].append(dt * 1000.0)
+            for key, fn in (("early", early_features), ("fused", fused_features)):
+                w0, c0 = time.perf_counter(), time.process_time()
+                sample = fn()
+                w1, c1 = time.perf_counter(), time.process_time()
+                forward(sample, early_mask if key == "early" else fused_mask)
+                w2, c2 = time.perf_counter(), time.process_time()
+                wall[f"{key}_features"].append((w1 - w0) * 1000)
+                wall[f"{key}_model"].append((w2 - w1) * 1000)
+                cpu[f"{key}_features"].append((c1 - c0) * 1000)
+                cpu[f"{key}_model"].append((c2 - c1) * 1000)
     finally:
         tracker.close()
-    med = {k: float(np.median(v)) for k, v in times.items()}
+    med = {k: float(np.median(v)) for k, v in wall.items()}
+    med_cpu = {k: float(np.median(v)) for k, v in cpu.items()}
     return {
         "early_video_ms": med["early_features"] + med["early_model"],
         "fused_ms": med["fused_features"] + med["fused_model"],
+        "early_video_cpu_ms": med_cpu["early_features"] + med_cpu["early_model"],
+        "fused_cpu_ms": med_cpu["fused_features"] + med_cpu["fused_model"],
         **{f"{k}_ms": v for k, v in med.items()},
+        **{f"{k}_cpu_ms": v for k, v in med_cpu.items()},
+        "load_average": list(os.getloadavg()),
         "frames_per_candidate": len(frames), "flow": "dis", "threads": 1, "repeats": args.repeats,
         "note": "median per candidate; early = video+depth features and a video-only forward pass, fused adds "
-                "neurokit2 physiology over 8 s at 200 Hz; TV-L1 excluded",
+                "neurokit2 physiology over 8 s at 200 Hz; TV-L1 excluded; *_ms is wall time, *_cpu_ms the process "
+                "CPU time (all threads), which a busy machine inflates less",
     }
 
 
@@ -249,6 +267,8 @@ def run(args: argparse.Namespace) -> dict:
         "fused_missing_uf1": multi["fused_missing_uf1"],
         "inference_ms": inference["early_video_ms"],
         "inference_fused_ms": inference["fused_ms"],
+        "inference_cpu_ms": inference["early_video_cpu_ms"],
+        "inference_fused_cpu_ms": inference["fused_cpu_ms"],
         "params": sizes[args.model]["params"],
         "flops": sizes[args.model]["flops"],
         "flowimages": flow,

@@ -12,6 +12,7 @@ from mmer.models._base import MODALITIES, InputConfig, RecognitionModel
 from mmer.models._registry import create_model, list_models, register_model
 from mmer.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mmer.models.metrics import confusion_matrix, recognition_scores
+from mmer.models.recognizer import DEMO_CHECKPOINT, Recognizer
 
 __all__ = [
     "MODALITIES",
@@ -25,4 +26,6 @@ __all__ = [
     "CheckpointError",
     "confusion_matrix",
     "recognition_scores",
+    "Recognizer",
+    "DEMO_CHECKPOINT",
 ]
