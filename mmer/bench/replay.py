@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -96,25 +98,30 @@ def _lockstep(dataset, prefix: str, window: int) -> dict:
     return {"stats": stats.as_dict(), **result}
 
 
+_DRAIN = """
+import sys, time
+from mmer.replay import ReplayConsumer
+with ReplayConsumer(sys.argv[2:], lockstep=False, timeout=30) as consumer:
+    end = time.monotonic() + float(sys.argv[1])
+    while time.monotonic() < end:
+        consumer.drain(0.005)
+"""
+
+
 def _realtime(dataset, prefix: str, seconds: float) -> dict:
-    from mmer.replay import Player, ReplayConsumer
+    """Real-time replay to a consumer in another process (as a live pipeline would be)."""
+    from mmer.replay import Player
 
     first = next(dataset.recordings())
     player = Player(dataset, speed=1.0, prefix=prefix, wait_consumers=True, consumer_timeout=60)
-    done = threading.Event()
-
-    def consume() -> None:
-        with ReplayConsumer(_names(prefix, first), lockstep=False, timeout=30) as consumer:
-            while not done.is_set():
-                consumer.drain(0.005)
-
-    thread = threading.Thread(target=consume, daemon=True)
-    thread.start()
-    player.start()
-    if not player.wait(seconds):
-        player.stop()
-    done.set()
-    thread.join(10)
+    consumer = subprocess.Popen([sys.executable, "-c", _DRAIN, str(seconds + 20), *_names(prefix, first)])
+    try:
+        player.start()
+        if not player.wait(seconds + 5):  # about `seconds` of replay after the consumer joined
+            player.stop()
+    finally:
+        consumer.kill()
+        consumer.wait()
     return player.stats.as_dict()
 
 
