@@ -29,6 +29,8 @@ _BROW_MID = [(105, 334), (52, 282)]
 _BROW_OUTER = [(70, 300), (63, 293), (46, 276), (53, 283)]
 _UPPER_LID = [(159, 386), (158, 385), (160, 387), (157, 384), (161, 388)]
 _LOWER_LID = [(145, 374), (144, 373), (153, 380), (163, 390), (154, 381)]
+# Zero-displacement anchors: they hold the brows still while the lids move.
+_BROW_PINS = [(46, 276), (53, 283), (52, 282), (65, 295), (55, 285)]
 
 
 def _pairs(pairs, lateral, up, z=0.0, weights=None) -> list[_A]:
@@ -42,7 +44,7 @@ AU_ANCHORS: dict[int, tuple[float, list[_A]]] = {
         + [(9, None, 0.0, 0.3, 0.0)]),
     2: (0.13, _pairs(_BROW_OUTER, 0.1, 1.0, weights=[1, 1, 1, 0.9]) + _pairs(_BROW_MID, 0, 0.5)),
     4: (0.12, _pairs(_BROW_INNER, -0.7, -0.6) + _pairs(_BROW_MID, -0.2, -0.5) + [(9, None, 0.0, -0.3, 0.0)]),
-    5: (0.07, _pairs(_UPPER_LID, 0.0, 1.0, weights=[1, 0.9, 0.9, 0.6, 0.6])),
+    5: (0.07, _pairs(_UPPER_LID, 0.0, 1.0, weights=[1, 0.9, 0.9, 0.6, 0.6]) + _pairs(_BROW_PINS, 0.0, 0.0)),
     6: (0.14, _pairs([(50, 280), (117, 346), (118, 347), (101, 330), (205, 425)], 0.0, 0.9, -0.4,
                      weights=[1, 0.8, 0.9, 0.7, 0.6])
         + _pairs(_LOWER_LID[:3], 0.0, 0.5) + _pairs([(33, 263)], -0.2, 0.3)),
@@ -64,9 +66,8 @@ AU_ANCHORS: dict[int, tuple[float, list[_A]]] = {
                 (200, None, 0.0, -1.0, 0.0), (18, None, 0.0, -1.0, 0.0), (17, None, 0.0, -1.0, 0.0),
                 (14, None, 0.0, -0.9, 0.0)]
          + _pairs([(84, 314), (171, 396), (148, 377)], 0.0, -0.9, weights=[1, 0.9, 0.8])),
-    BLINK_AU: (0.06, _pairs(_UPPER_LID + [(246, 466), (27, 257), (28, 258)], 0.0, -1.0,
-                            weights=[1, 1, 1, 0.8, 0.8, 0.5, 0.7, 0.7])
-               + _pairs(_LOWER_LID[:1], 0.0, 0.15)),
+    BLINK_AU: (0.06, _pairs(_UPPER_LID + [(246, 466)], 0.0, -1.0, weights=[1, 1, 1, 0.8, 0.8, 0.5])
+               + _pairs(_LOWER_LID[:1], 0.0, 0.15) + _pairs(_BROW_PINS, 0.0, 0.0)),
 }
 
 #: AUs the renderer implements (AU45 is eye closure, used for blinks).

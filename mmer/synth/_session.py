@@ -22,6 +22,8 @@ __all__ = ["SyntheticSession", "generate_session"]
 
 _N_NOISE = 24
 _FACE_WIDTH_MM = 140.0  # bizygomatic breadth of an adult face
+# Upper-lid travel of a full blink, in eye openings (landmarks sit on the lid, above the lash line).
+_BLINK_TRAVEL = 1.3
 
 
 class _FaceAssets:
@@ -184,6 +186,7 @@ class SyntheticSession:
         self.physio = physio
         self.artifacts = artifacts
         self._assets = _assets(face)
+        self._blink_px = self._assets.eye_open * _BLINK_TRAVEL
         w, h = face.size
         self._banks = _noise_banks(w, h, config.noise_sigma, config.depth_holes)
         self._frame_seeds = np.random.default_rng([seed, 7919]).integers(0, 2**31 - 1, size=(self.n_frames, 4))
@@ -260,7 +263,7 @@ class SyntheticSession:
             "emotion": e.emotion,
             "objective_class": e.objective_class,
             "aus": e.au_text,
-            "amplitude_px": round(e.amplitude if e.kind != "blink" else e.amplitude * self._assets.eye_open, 3),
+            "amplitude_px": round(e.amplitude * (self._blink_px if e.kind == "blink" else 1.0), 3),
         }
 
     def _span_row(self, kind: str, s0: int, s1: int) -> dict:
@@ -324,7 +327,7 @@ class SyntheticSession:
         row = self.timeline.weights[position]
         for k in np.flatnonzero(row):
             au, side = self.timeline.keys[k]
-            amp = float(row[k]) * (a.eye_open * 0.95 if au == BLINK_AU else 1.0)
+            amp = float(row[k]) * (self._blink_px if au == BLINK_AU else 1.0)
             active.append((a.field(au, side), amp))
         shift = (int(round(tx)), int(round(ty)))
         return mx, my, active, shift
@@ -404,7 +407,7 @@ class SyntheticSession:
         peak = 0.0
         for k in np.flatnonzero(row):
             au, _ = self.timeline.keys[k]
-            peak = max(peak, abs(float(row[k])) * (self._assets.eye_open * 0.95 if au == BLINK_AU else 1.0))
+            peak = max(peak, abs(float(row[k])) * (self._blink_px if au == BLINK_AU else 1.0))
         return peak
 
     # ------------------------------------------------------------------ export
