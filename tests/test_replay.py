@@ -286,3 +286,22 @@ def test_replay_command_lockstep_in_a_subprocess(tmp_path):
     assert [f.index for f in frames] == list(range(1, 9))
     assert [int(f.data[0, 0, 0]) // 10 for f in frames] == [3 * i for i in range(1, 9)]
     assert [json.loads(m)["phase"] for m, _ in truth] == ["onset", "apex", "offset"]
+
+
+def test_loop_keeps_timestamps_increasing():
+    rec = _recording(n_frames=6, seed=11)
+    prefix = _prefix()
+    player = Player([rec], speed=1.0, loop=True, prefix=prefix)
+    player.start()
+    found = pylsl.resolve_byprop("name", prefix + "mmer.eda", 1, 10)
+    inlet = pylsl.StreamInlet(found[0], max_buflen=60)
+    inlet.open_stream(5)
+    stamps = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(stamps) < 2 * len(rec.samples["eda"]):
+        _, ts = inlet.pull_chunk(timeout=0.05, max_samples=1000, as_numpy=True)
+        stamps.extend(ts.tolist())
+    player.stop()
+    assert player.stats.recordings >= 2
+    assert len(stamps) >= 2 * len(rec.samples["eda"])
+    assert np.all(np.diff(stamps) > 0)  # each pass starts after the previous one ended
