@@ -41,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
 def _print_text(report: dict) -> None:
     out = sys.stdout
     out.write(f"{report['kind']} dataset at {report['path']}\n")
-    out.write(f"  subjects {report['subjects']}, videos {report['videos']}, "
-              f"recordings with media {report.get('recordings_with_media', 0)}\n")
+    if "samples" in report:
+        out.write(f"  subjects {report['subjects']}, samples {report['samples']} ({report['with_apex']} with apex)\n")
+    else:
+        out.write(f"  subjects {report['subjects']}, videos {report['videos']}, "
+                  f"recordings with media {report.get('recordings_with_media', 0)}\n")
     ev = report["events"]
     out.write(f"  events: me {ev['me']}, mae {ev['mae']}, blink {ev['blink']}\n")
     for name, counts in report.get("parts", {}).items():
