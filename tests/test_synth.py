@@ -169,15 +169,11 @@ def test_surprise_pauses_breathing(small_face):
     assert np.median(during) < 0.5 * np.median(normal)
 
 
-@pytest.mark.slow
-def test_naive_frame_difference_spotter_fails(face):
-    """A frame-difference threshold cannot find every ME without drowning in false positives."""
-    cfg = SynthConfig(me_per_min=6)
-    s = generate_session(face, seconds=40.0, seed=31, config=cfg)
+def _naive_spotter(s, lag: int = 5) -> tuple[float, bool]:
+    """Frame-difference threshold spotter over a sweep: best F1, and whether any threshold found
+    every ME with precision >= 0.5 (frames go through JPEG at quality 90, as written)."""
     mes = [e for e in s.timeline.expressions if e.kind == "me"]
-    assert len(mes) >= 2
     ys, xs = _roi(s, mes[0])
-    lag = 5
     frames = []
     for p in range(s.n_frames):
         ok, buf = cv2.imencode(".jpg", s.rgb(p), [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -185,7 +181,7 @@ def test_naive_frame_difference_spotter_fails(face):
     score = np.zeros(s.n_frames)
     for p in range(lag, s.n_frames):
         score[p] = np.abs(frames[p] - frames[p - lag]).mean()
-    best_f1 = 0.0
+    best_f1, perfect = 0.0, False
     for thr in np.quantile(score[lag:], np.linspace(0.5, 0.999, 60)):
         above = score > thr
         edges = np.flatnonzero(np.diff(np.r_[0, above.astype(int), 0]))
@@ -194,10 +190,22 @@ def test_naive_frame_difference_spotter_fails(face):
         tp_spans = sum(any(a <= e.offset + lag and b >= e.onset for e in mes) for a, b in spans)
         recall = len(hits) / len(mes)
         precision = tp_spans / max(len(spans), 1)
-        f1 = 2 * recall * precision / max(recall + precision, 1e-9)
-        best_f1 = max(best_f1, f1)
-        assert not (recall == 1.0 and precision >= 0.5), (thr, recall, precision)
-    assert best_f1 < 0.5
+        best_f1 = max(best_f1, 2 * recall * precision / max(recall + precision, 1e-9))
+        perfect = perfect or (recall == 1.0 and precision >= 0.5)
+    return best_f1, perfect
+
+
+@pytest.mark.slow
+def test_naive_frame_difference_spotter_fails(face):
+    """A frame-difference threshold cannot find every ME without drowning in false positives,
+    while the same spotter does find them once the distractors are switched off."""
+    hard = generate_session(face, seconds=40.0, seed=31, config=SynthConfig(me_per_min=6), min_me=3)
+    best_f1, perfect = _naive_spotter(hard)
+    assert not perfect and best_f1 < 0.5
+    easy_cfg = SynthConfig(me_per_min=6, mae_per_min=0, blink_interval=(60, 80), noise_sigma=0.5, **QUIET)
+    easy = generate_session(face, seconds=20.0, seed=31, config=easy_cfg, min_me=3)
+    best_f1, perfect = _naive_spotter(easy)
+    assert perfect and best_f1 > 0.8
 
 
 # ---------------------------------------------------------------------------------- writers
