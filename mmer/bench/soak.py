@@ -146,7 +146,10 @@ def run(args: argparse.Namespace) -> dict:
 
     me = psutil.Process()
     buf = AlignmentBuffer(seconds=30.0, frame_seconds=5.0, stall_timeout=2.0)
-    keys = buf.connect(source_ids=hello["sources"], timeout=15)
+    # Connect the RGB stream last: a source that waits for its first RGB consumer then starts
+    # with every other stream already subscribed.
+    sources = sorted(hello["sources"], key=lambda sid: sid.endswith("-rgb"))
+    keys = buf.connect(source_ids=sources, timeout=15)
     rss_start = None
     rss_max = 0.0
     windows = complete = 0
@@ -193,8 +196,8 @@ def run(args: argparse.Namespace) -> dict:
         "windows_complete": complete,
         "source": used,
         "source_notes": notes,
-        "streams": {k: {c: stats[k].get(c, 0) for c in ("received", "dropped", "missed", "gaps", "stalls",
-                                                       "non_monotonic")}
+        "streams": {k: {c: stats[k].get(c) for c in ("received", "dropped", "missed", "first_index", "gaps",
+                                                    "stalls", "non_monotonic") if c in stats[k]}
                     for k in keys},
         "settings": {"minutes": args.minutes, "width": args.width, "height": args.height, "fps": args.fps,
                      "rate": args.rate, "warmup_s": warmup},

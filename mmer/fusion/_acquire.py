@@ -111,6 +111,7 @@ class LSLWorker(threading.Thread):
             out["zmq_gaps"] = self.subscriber.gaps
             out["zmq_errors"] = self.subscriber.errors
             out["missed"] = self._missed()
+            out["first_index"] = self._first_rx
         return out
 
     def _missed(self) -> int:
