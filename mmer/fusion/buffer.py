@@ -68,7 +68,7 @@ class AlignmentBuffer:
         frame_seconds: float = 10.0,
         stall_timeout: float = 2.0,
         dejitter: bool = True,
-        clock_refresh: float = 5.0,
+        clock_refresh: float = 1.0,
         reset_threshold: float = 0.5,
     ) -> None:
         if seconds <= 0 or frame_seconds <= 0:
