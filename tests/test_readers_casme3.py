@@ -71,10 +71,12 @@ def test_subject_and_video_filters(shared_data):
     assert {d.subject for d in ds.defects} == {"spNO.40"}
 
 
-def test_inspect_cli_on_real_annotations(shared_data, capsys):
+def test_inspect_cli_on_real_annotations(shared_data, capsys, tmp_path):
     from mmer.cli import main
 
-    assert main(["inspect", "casme3", str(shared_data / "casme3-annotations"), "--json"]) == 0
+    png = tmp_path / "overview.png"
+    assert main(["inspect", "casme3", str(shared_data / "casme3-annotations"), "--json", "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"subjects", "videos", "events", "classes", "defects"} <= set(report)
     assert set(report["events"]) == {"me", "mae", "blink"}

@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--subjects", nargs="+", metavar="S", help="only these subjects")
     parser.add_argument("--videos", nargs="+", metavar="V", help="only these videos")
     parser.add_argument("--salvage", action="store_true", help="xdf: read the intact chunks of a damaged file")
+    parser.add_argument("--plot", metavar="PNG", help="also write an overview figure (classes, event lengths, defects)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.set_defaults(func=run)
 
@@ -31,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
     options = {"salvage": True} if args.salvage and args.kind == "xdf" else {}
     dataset = open_dataset(args.kind, args.path, subjects=args.subjects, videos=args.videos, **options)
     report = describe(dataset, progress=not args.json)
+    if args.plot:
+        from mmer.replay._plot import plot_summary
+
+        report["plot"] = str(plot_summary(dataset, report, args.plot))
     if args.json:
         print_json(report)
     else:
