@@ -140,21 +140,34 @@ def remove_head_motion(flow: np.ndarray, reference: tuple[int, int, int, int]) -
 
 
 def _similarity_fit(pts: np.ndarray, vec: np.ndarray, iterations: int = 4) -> np.ndarray:
-    """Robust (IRLS, Cauchy weights) fit of ``vec ≈ [[a, -b], [b, a]] pts + t``; returns a, b, tx, ty."""
-    n = len(pts)
-    design = np.zeros((2 * n, 4))
-    design[0::2] = np.column_stack([pts[:, 0], -pts[:, 1], np.ones(n), np.zeros(n)])
-    design[1::2] = np.column_stack([pts[:, 1], pts[:, 0], np.zeros(n), np.ones(n)])
-    target = vec.reshape(-1)
-    weights = np.ones(n)
-    params = np.zeros(4)
+    """Robust (IRLS, Cauchy weights) fit of ``vec ≈ [[a, -b], [b, a]] pts + t``; returns a, b, tx, ty.
+
+    Each weighted step has a closed form (centre, then two dot products), so no LAPACK call is
+    made per frame.
+    """
+    # Start from the median translation, so a large minority (a blink fills the eye rows) never
+    # steers the first weighted step.
+    a = b = 0.0
+    t = np.median(vec, axis=0)
+    resid = np.sqrt(((vec - t) ** 2).sum(axis=1))
+    weights = 1.0 / (1.0 + (resid / (1.5 * float(np.median(resid)) + 1e-3)) ** 2)
     for _ in range(iterations):
-        w = np.repeat(weights, 2)
-        params, *_ = np.linalg.lstsq(design * w[:, None], target * w, rcond=None)
-        resid = np.linalg.norm((design @ params - target).reshape(-1, 2), axis=1)
+        wsum = weights.sum()
+        p_mean = (weights[:, None] * pts).sum(axis=0) / wsum
+        v_mean = (weights[:, None] * vec).sum(axis=0) / wsum
+        p0, v0 = pts - p_mean, vec - v_mean
+        norm = (weights * (p0**2).sum(axis=1)).sum()
+        if norm <= 1e-12:
+            a = b = 0.0
+        else:
+            a = (weights * (p0[:, 0] * v0[:, 0] + p0[:, 1] * v0[:, 1])).sum() / norm
+            b = (weights * (p0[:, 0] * v0[:, 1] - p0[:, 1] * v0[:, 0])).sum() / norm
+        t = v_mean - np.array([a * p_mean[0] - b * p_mean[1], b * p_mean[0] + a * p_mean[1]])
+        pred = np.column_stack([a * pts[:, 0] - b * pts[:, 1], b * pts[:, 0] + a * pts[:, 1]]) + t
+        resid = np.sqrt(((pred - vec) ** 2).sum(axis=1))
         scale = 1.5 * float(np.median(resid)) + 1e-3
         weights = 1.0 / (1.0 + (resid / scale) ** 2)
-    return params
+    return np.array([a, b, t[0], t[1]])
 
 
 def rigid_motion(flow: np.ndarray, *, grid: int = 8) -> np.ndarray:

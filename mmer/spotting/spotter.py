@@ -52,8 +52,8 @@ logger = logging.getLogger(__name__)
 
 STAGES = ("face", "align", "flow", "signal", "peaks")
 _ROIS = tuple(name for name in ROI_LANDMARKS if name != REFERENCE_ROI)
-# ROIs a blink reaches: the lids and, through the skin above them, the brows.
-_EYE_ROIS = np.array([name.startswith(("eye", "brow")) for name in _ROIS])
+# ROIs a blink reaches: the lids and, through the skin around them, the brows and glabella.
+_EYE_ROIS = np.array([name.startswith(("eye", "brow", "glabella")) for name in _ROIS])
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ class Spotter:
         self._tracks = [_Track("me", self.k)]
         if cfg.macro:
             self._tracks.append(_Track("mae", self.k * cfg.macro_scale))
-        self._keep = 2 * max(t.scale for t in self._tracks) + 4 * self.k + 8
+        self._keep = 3 * max(t.scale for t in self._tracks) + 4 * self.k + 8
         self._frames: dict[int, _Frame] = {}
         self._pos = 0
         self._matrix: np.ndarray | None = None
@@ -356,17 +356,17 @@ class Spotter:
         mean, std = cv2.meanStdDev(crop)
         gain = 48.0 / max(float(std[0, 0]), 1.0)
         rec.crop = cv2.convertScaleAbs(crop, alpha=gain, beta=128.0 - gain * float(mean[0, 0]))
-        pts = cv2.transform(landmarks[None, :, :2].astype(np.float64), matrix)[0]
-        self._crop_landmarks = pts if self._crop_landmarks is None else 0.9 * self._crop_landmarks + 0.1 * pts
         if self._boxes is None or self.frames % 15 == 0:
+            # ROI boxes follow a slow average of the landmarks, refreshed twice a second.
+            pts = cv2.transform(landmarks[None, :, :2].astype(np.float64), matrix)[0]
+            self._crop_landmarks = pts if self._crop_landmarks is None else 0.7 * self._crop_landmarks + 0.3 * pts
             self._boxes = face_rois(self._crop_landmarks, shape=(cfg.crop_size, cfg.crop_size))
 
     def _moved(self, matrix: np.ndarray) -> float:
         """Largest crop-pixel shift of four inner face points between the held and a new alignment."""
         size = self.config.crop_size
         corners = np.array([[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]]) * size
-        held = np.vstack([self._matrix, [0, 0, 1]])
-        in_frame = cv2.transform(corners[None], np.linalg.inv(held)[:2])[0]
+        in_frame = cv2.transform(corners[None], cv2.invertAffineTransform(self._matrix))[0]
         return float(np.abs(cv2.transform(in_frame[None], matrix)[0] - corners).max())
 
     def _flow(self, pos: int, rec: _Frame) -> None:
@@ -379,16 +379,17 @@ class Spotter:
 
     def _roi_vectors(self, flow: np.ndarray, rois: list[int] | None = None) -> np.ndarray:
         """Mean flow per ROI minus the head's rigid motion (affine, so its box mean is its value at
-        the box centre)."""
+        the box centre). Box means come from one integral image."""
         motion = rigid_motion(flow)
+        integral = cv2.integral(flow)
         rois = range(len(_ROIS)) if rois is None else rois
         v = np.empty((len(rois), 2), dtype=np.float64)
         for out, r in enumerate(rois):
             x0, y0, x1, y1 = self._boxes[_ROIS[r]]
+            total = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
             centre = np.array([(x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0, 1.0])
-            v[out] = flow[y0:y1, x0:x1].reshape(-1, 2).mean(axis=0) - motion @ centre
+            v[out] = total / ((x1 - x0) * (y1 - y0)) - motion @ centre
         return v
-
 
     def _displacement(self, pos: int, scale: int) -> np.ndarray | None:
         """``P(pos) - P(pos - scale)`` per ROI, chained from k-step vectors."""
@@ -471,7 +472,9 @@ class Spotter:
         if self._speaking(j):
             self.rejected["speech"] += 1
             return None
-        pad = max(1, self.k // 2)
+        # Neutral ends: half the ME scale beyond the comparison span, half the scale for macros
+        # (a long expression must not reach into its own baseline).
+        pad = max(1, self.k // 2) if track.name == "me" else max(1, scale // 2)
         lo, hi = j - scale - pad, j + scale + pad
         ends = (self._frames.get(lo), self._frames.get(hi))
         if any(f is None or f.crop is None for f in ends):
