@@ -93,5 +93,38 @@ def test_flow_image_sample():
     s = sample_from_flow_image(img, config=CFG)
     assert s.mask.tolist() == [1.0, 0.0, 0.0]
     assert np.allclose(s.arrays["flow"][0], 1.0) and np.allclose(s.arrays["flow"][1], -1.0)
-    with pytest.raises(ValueError, match="HxWx3 uint8"):
+    assert np.allclose(sample_from_flow_image(img.astype(np.float32) / 255.0, config=CFG).arrays["flow"], s.arrays["flow"])
+    with pytest.raises(ValueError, match="HxWx3"):
         sample_from_flow_image(np.zeros((28, 28), np.uint8), config=CFG)
+
+
+def test_sample_from_alignment_window(faces_dir, tracker):
+    """The live path: frames and physiology as the alignment buffer hands them over."""
+    from mmer.features.sample import sample_from_window
+    from mmer.fusion.windows import FrameWindow, SignalWindow, Window
+    from mmer.synth import generate_session
+
+    session = generate_session(str(faces_dir / "0-f15-hao-ph.jpg"), seconds=10, seed=3, min_me=1)
+    rec = session.to_recording()
+    ev = next(e for e in rec.events if e.kind is EventKind.ME)
+    rgb = rec.frames["rgb"]
+    base = 1000.0  # an LSL clock that does not start at zero
+    p0, p1 = int(np.searchsorted(rgb.indices, ev.onset)), int(np.searchsorted(rgb.indices, ev.apex))
+    pos = range(max(p0 - 3, 0), min(p1 + 3, len(rgb)))
+    ts = base + rgb.timestamps[list(pos)]
+    frames = FrameWindow([rgb.read(p) for p in pos], ts, ts, rgb.indices[list(pos)], "VideoRGB")
+    t_on, t_apex = base + float(rgb.timestamps[p0]), base + float(rgb.timestamps[p1])
+    signals = {}
+    for name, kind in (("eda", "EDA"), ("ecg", "ECG"), ("rsp", "RSP")):
+        tr = rec.samples[name]
+        t = base + np.asarray(tr.timestamps)
+        keep = (t >= t_on - 2.5) & (t <= t_on + 6.5)
+        data = np.asarray(tr.data, dtype=float)[keep]
+        signals[name] = SignalWindow(data, t[keep], t[keep], [name], 200.0, stype=kind)
+    win = Window(t_on - 2.5, t_on + 6.5, frames={"rgb": frames}, signals=signals)
+    live = sample_from_window(win, t_onset=t_on, t_apex=t_apex, config=CFG, tracker=tracker)
+    assert live.mask.tolist() == [1.0, 0.0, 1.0], live.info
+    offline = sample_from_recording(rec, ev, config=CFG, modalities=("video", "physio"), tracker=tracker)
+    assert np.allclose(live.arrays["physio_feats"], offline.arrays["physio_feats"], atol=0.05)
+    early = sample_from_window(win, t_onset=t_on, t_apex=t_apex, config=CFG, tracker=tracker, modalities=("video",))
+    assert early.mask.tolist() == [1.0, 0.0, 0.0]

@@ -317,18 +317,29 @@ def build_sample(
 
 
 def sample_from_flow_image(image: np.ndarray, *, config: SampleConfig | None = None, apex: np.ndarray | None = None) -> Sample:
-    """A video-only sample from a precomputed flow image (u, v, strain min-max scaled to 0-255).
+    """A video-only sample from a precomputed flow image (u, v, strain min-max scaled).
 
-    The image channels are taken in file order (R=u, G=v, B=strain as the layout defines them;
-    pass the array in that RGB order). Values map to [-1, 1]; the optional apex face fills every
-    frame slot, so the frame difference is zero and models rely on the flow.
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3)
+        Channels u, v, strain: uint8 (0-255) as stored, or float in [0, 1] as
+        :meth:`mmer.replay.flowimages.FlowSample.flow` returns them. Values map to [-1, 1].
+    apex : ndarray, optional
+        The apex face; it fills every frame slot, so the frame difference is zero and models rely
+        on the flow.
     """
     cfg = config or SampleConfig()
     image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"a flow image must be HxWx3 uint8, got shape {image.shape} dtype {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"a flow image must be HxWx3, got shape {image.shape}")
+    if image.dtype == np.uint8:
+        unit = image.astype(np.float32) / 255.0
+    elif np.issubdtype(image.dtype, np.floating):
+        unit = image.astype(np.float32)
+    else:
+        raise ValueError(f"a flow image must be uint8 or float in [0, 1], got {image.dtype}")
     out = _empty(cfg)
-    maps = image.astype(np.float32) / 127.5 - 1.0
+    maps = unit * 2.0 - 1.0
     s = cfg.image_size
     out["flow"] = cv2.resize(maps, (s, s), interpolation=cv2.INTER_AREA).transpose(2, 0, 1)
     side = min(image.shape[:2])

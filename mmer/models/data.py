@@ -199,43 +199,22 @@ def _from_recordings(path: Path, cfg: SampleConfig, *, cache: bool) -> SampleSet
 
 # --- flowimages layout --------------------------------------------------------------------------
 def _read_flowimages(path: Path, cfg: SampleConfig) -> SampleSet:
-    labels_csv = path / "labels.csv"
-    if not labels_csv.is_file():
-        raise FileNotFoundError(f"flowimages: {labels_csv} not found")
-    with open(labels_csv, newline="") as fh:
-        reader = csv.DictReader(fh)
-        need = {"subject", "sample", "label"}
-        if reader.fieldnames is None or not need <= set(reader.fieldnames):
-            raise ValueError(f"{labels_csv}: header must contain {sorted(need)}, got {reader.fieldnames}")
-        rows = list(reader)
-    if not rows:
-        raise ValueError(f"{labels_csv}: no samples")
+    """Read the layout with :mod:`mmer.replay`'s flowimages reader; skipped rows are reported."""
+    from mmer.replay import open_dataset
+
+    ds = open_dataset("flowimages", path)
+    for d in ds.defects:
+        logger.warning("flowimages: %s row %s (%s): %s", d.file, d.row, d.kind, d.action)
+    if len(ds) == 0:
+        raise ValueError(f"{path}: no usable samples in labels.csv")
     samples, labels, subjects, ids = [], [], [], []
-    seen = set()
-    for line, row in enumerate(tqdm(rows, desc="flow images", unit="img", leave=False), start=2):
-        name = (row["sample"] or "").strip()
-        if not name or not (row["subject"] or "").strip() or not (row["label"] or "").strip():
-            raise ValueError(f"{labels_csv}: row {line}: empty subject, sample or label")
-        if name in seen:
-            raise ValueError(f"{labels_csv}: row {line}: sample {name!r} listed twice")
-        seen.add(name)
-        img_path = path / "flow" / f"{name}.png"
-        if not img_path.is_file():
-            raise FileNotFoundError(f"{labels_csv}: row {line}: flow image {img_path} not found")
-        bgr = cv2.imread(str(img_path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"{img_path}: corrupt or unreadable flow image (row {line} of {labels_csv})")
-        apex = None
-        apex_path = path / "apex" / f"{name}.jpg"
-        if apex_path.is_file():
-            apex = cv2.imread(str(apex_path), cv2.IMREAD_COLOR)
-            if apex is None:
-                raise ValueError(f"{apex_path}: corrupt or unreadable apex image")
-        samples.append(sample_from_flow_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), config=cfg, apex=apex))
-        labels.append(json.dumps({"emotion": row["label"].strip(), "objective": None}))
-        subjects.append(row["subject"].strip())
-        ids.append(name)
-    return SampleSet(stack_samples(samples), labels, subjects, ids, cfg, {"source": f"flowimages:{path}"})
+    for fs in tqdm(ds.samples, desc="flow images", unit="img", leave=False):
+        samples.append(sample_from_flow_image(fs.flow(), config=cfg, apex=fs.apex()))
+        labels.append(json.dumps({"emotion": fs.label, "objective": None}))
+        subjects.append(fs.subject)
+        ids.append(fs.sample)
+    return SampleSet(stack_samples(samples), labels, subjects, ids, cfg,
+                     {"source": f"flowimages:{path}", "defects": [d.as_dict() for d in ds.defects]})
 
 
 def write_flowimages(
@@ -275,8 +254,9 @@ def write_flowimages(
         lo = maps.min(axis=(1, 2), keepdims=True)
         hi = maps.max(axis=(1, 2), keepdims=True)
         scaled = np.where(hi > lo, (maps - lo) / np.maximum(hi - lo, 1e-12), 0.5) * 255.0
-        rgb = np.round(scaled).astype(np.uint8).transpose(1, 2, 0)
-        if not cv2.imwrite(str(out / "flow" / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        # channel 0 = u in the order cv2.imread returns them (the usual cv2.imwrite([u, v, strain]))
+        image = np.round(scaled).astype(np.uint8).transpose(1, 2, 0)
+        if not cv2.imwrite(str(out / "flow" / f"{name}.png"), image):
             raise OSError(f"cannot write {out / 'flow' / f'{name}.png'}")
         if apex is not None:
             cv2.imwrite(str(out / "apex" / f"{name}.jpg"), apex[i])

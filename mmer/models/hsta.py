@@ -16,7 +16,9 @@ then each modality (video, depth, physio) queries the tokens of all the others. 
 is removed from the keys through ``key_padding_mask`` and from the final pooling through the mask;
 an always-present learned null token keeps attention defined when a sample has one modality only.
 Each modality also has an auxiliary classifier on its USTA summary, trained with deep supervision;
-the mean of the present modalities' auxiliary logits is added to the fused head (hybrid fusion).
+the log-probabilities of the present modalities' classifiers are summed (a product of experts,
+which accumulates evidence from modalities whose noise is independent) and added to the CSTA
+head's logits: hybrid early/late fusion.
 """
 
 from __future__ import annotations
@@ -75,13 +77,16 @@ class HSTA(RecognitionModel):
         dim: int = 48,
         heads: int = 4,
         depth: int = 1,
-        patch: int = 16,
-        flow_patch: int = 8,
+        patch: int | None = None,
+        flow_patch: int | None = None,
         dropout: float = 0.1,
         modality_dropout: float = 0.25,
         aux_weight: float = 0.5,
         name: str = "hsta",
     ) -> None:
+        # token grids stay 2x2 (frames, depth) and 4x4 (flow) whatever the image size (28-64 px)
+        patch = patch or inp.image_size // 2
+        flow_patch = flow_patch or inp.image_size // 4
         super().__init__(
             name,
             inp,
@@ -178,7 +183,9 @@ class HSTA(RecognitionModel):
                   "physio": streams["physio"]}
         aux = torch.stack([self.aux[k](single[k].mean(1)) for k in names], 1)  # (B, 3, n_classes)
         self._aux_logits = aux
-        return self.head(z) + masked_mean(aux, present[:, :, None], dim=1)
+        # product of the present modalities' experts (sum of log-probabilities) plus the CSTA head
+        experts = (torch.log_softmax(aux, -1) * present[:, :, None]).sum(1)
+        return self.head(z) + experts
 
     def training_loss(self, batch: dict, target: torch.Tensor, loss_fn) -> torch.Tensor:
         """Fused loss plus the mean auxiliary loss of the modalities present in each sample."""
