@@ -98,6 +98,7 @@ class InputsConfig(_Section):
     truth: str | None = "mmer.truth"
     resolve_timeout_s: float = Field(default=10.0, gt=0)
     zmq_hwm: int = Field(default=256, ge=1)
+    max_backlog_s: float | None = Field(default=2.0, gt=0)
 
 
 class BufferConfig(_Section):
@@ -303,6 +304,8 @@ inputs:
   truth: mmer.truth             # ground-truth markers, recorded when present, or null
   resolve_timeout_s: 10.0       # how long to wait for each stream at start
   zmq_hwm: 256                  # frames queued per subscriber before ZeroMQ drops
+  max_backlog_s: 2.0            # frames waiting longer for the spotter are skipped (and counted);
+                                # null never skips: deterministic replays, growing latency
 
 # Alignment buffer: seconds of history per stream; a stream silent for stall_timeout_s is
 # declared stalled and windows complete without it (the decision names the missing modality).

@@ -112,7 +112,8 @@ class _VideoReader(threading.Thread):
     """
 
     def __init__(self, spec: StreamSpec, buffer: AlignmentBuffer, *, stall_timeout: float, hwm: int,
-                 on_frame: Callable | None = None, on_gap: Callable | None = None) -> None:
+                 info: pylsl.StreamInfo | None = None, on_frame: Callable | None = None,
+                 on_gap: Callable | None = None) -> None:
         super().__init__(name=f"mmer-video-{spec.name}", daemon=True)
         self.spec = spec
         self.buffer = buffer
@@ -132,7 +133,10 @@ class _VideoReader(threading.Thread):
         self._arrivals: deque = deque(maxlen=64)
         self._clock_inlet: pylsl.StreamInlet | None = None
         self._clock_at = 0.0
+        self._offset_at = -1e9
         self.clock_offset = 0.0
+        self.twin_samples = 0
+        self._open_twin(info)
 
     def stop(self, *, drain: bool = True) -> None:
         """Stop after the queued frames were read (``drain``) or right away."""
@@ -145,23 +149,35 @@ class _VideoReader(threading.Thread):
         span = self._arrivals[-1] - self._arrivals[0]
         return (len(self._arrivals) - 1) / span if span > 0 else None
 
+    def _open_twin(self, info: pylsl.StreamInfo | None = None) -> None:
+        """Subscribe to the LSL timing twin: the camera sees a consumer, and the clock offset comes from it."""
+        if info is None:
+            found = pylsl.resolve_bypred(f"name='{self.spec.name}' and source_id='{self.spec.source_id}'", 1, 0.5)
+            if not found:
+                return
+            info = found[0]
+        try:
+            inlet = pylsl.StreamInlet(info, max_buflen=2, recover=True)
+            inlet.open_stream(timeout=2.0)
+        except Exception as err:  # noqa: BLE001 - pylsl raises its own timeout/lost types
+            log.debug("timing twin of %s not opened: %s", self.spec.name, err)
+            return
+        self._clock_inlet = inlet
+        self._clock_at = 0.0
+
     def _refresh_clock(self) -> None:
         now = time.monotonic()
-        if now - self._clock_at < 5.0:
+        if self._clock_inlet is None or now - self._clock_at < 1.0:
             return
         self._clock_at = now
         try:
-            if self._clock_inlet is None:
-                found = pylsl.resolve_bypred(f"name='{self.spec.name}' and source_id='{self.spec.source_id}'", 1, 0.2)
-                if not found:
-                    return
-                self._clock_inlet = pylsl.StreamInlet(found[0], max_buflen=1)
-            offset = self._clock_inlet.time_correction(timeout=0.2)
+            self.twin_samples += len(self._clock_inlet.pull_chunk(timeout=0.0, max_samples=1024)[1])
+            if now - self._offset_at >= 5.0:
+                self._offset_at = now
+                self.clock_offset = float(self._clock_inlet.time_correction(timeout=0.2))
+                self.buffer.set_clock_offset(self.key, self.clock_offset)
         except Exception as err:  # noqa: BLE001 - pylsl raises its own timeout/lost types
             log.debug("time correction for %s failed: %s", self.spec.name, err)
-            return
-        self.clock_offset = float(offset)
-        self.buffer.set_clock_offset(self.key, self.clock_offset)
 
     def _reconnect(self) -> None:
         found = _resolve_one(self.spec.name, 0.3)
@@ -175,7 +191,7 @@ class _VideoReader(threading.Thread):
             if self._clock_inlet is not None:
                 self._clock_inlet.close_stream()
                 self._clock_inlet = None
-            self._clock_at = 0.0
+            self._open_twin(found[0])
 
     def run(self) -> None:
         last_try = 0.0
@@ -342,6 +358,7 @@ class LivePipeline:
         self.spot_ms: dict = {}
         self.spot_signal: dict = {}
         self.first_frame_t: float | None = None
+        self.first_frame_index: int | None = None
 
     # -- start ------------------------------------------------------------------------------------
     def _available_modalities(self) -> list[str]:
@@ -460,12 +477,12 @@ class LivePipeline:
         self.buffer = AlignmentBuffer(seconds=cfg.buffer.seconds, stall_timeout=cfg.buffer.stall_timeout_s)
         self.rgb_spec = _full_spec(found[inputs.rgb], timeout)
         self._videos.append(
-            _VideoReader(self.rgb_spec, self.buffer, stall_timeout=cfg.buffer.stall_timeout_s,
+            _VideoReader(self.rgb_spec, self.buffer, stall_timeout=cfg.buffer.stall_timeout_s, info=found[inputs.rgb],
                          hwm=inputs.zmq_hwm, on_frame=self._on_rgb_frame, on_gap=self._on_gap)
         )
         if inputs.depth and inputs.depth in found:
             self._videos.append(
-                _VideoReader(_full_spec(found[inputs.depth], timeout), self.buffer,
+                _VideoReader(_full_spec(found[inputs.depth], timeout), self.buffer, info=found[inputs.depth],
                              stall_timeout=cfg.buffer.stall_timeout_s, hwm=inputs.zmq_hwm, on_gap=self._on_gap)
             )
         for name in inputs.physio:
@@ -495,13 +512,14 @@ class LivePipeline:
     def _on_rgb_frame(self, frame, t_recv: float, t_buf: float) -> None:
         if self.first_frame_t is None:
             self.first_frame_t = frame.timestamp + self.rgb_reader.clock_offset
+            self.first_frame_index = frame.index
         self._frame_times[frame.index] = (frame.timestamp, t_recv, t_buf)
         if len(self._frame_times) > 4096:
             for k in list(self._frame_times)[:1024]:
                 del self._frame_times[k]
-        limit = max(8, int(2 * (self.rgb_spec.rate or 30)))
+        backlog = self.config.inputs.max_backlog_s
         data = frame.data
-        if self._frame_q.qsize() >= limit:
+        if backlog is not None and self._frame_q.qsize() >= max(8, int(backlog * (self.rgb_spec.rate or 30))):
             self.counters.spot_dropped += 1
             data = None  # the spotter learns the frame is missing, instead of falling behind
         self._frame_q.put(_FrameItem(frame.index, frame.timestamp, data, t_recv, t_buf))
@@ -682,14 +700,14 @@ class LivePipeline:
             reader.stop(drain=True)
         for reader in self._videos:
             reader.join(timeout=10)
+        if self.buffer is not None:
+            self.buffer.close()  # pulls what the physiology inlets still hold, so last windows are whole
         self._stopping.set()
         for thread in self._threads:
             thread.join(timeout=60)
         if self._truth is not None:
             self._truth.stop()
             self._truth.join(timeout=5)
-        if self.buffer is not None:
-            self.buffer.close()
         if self.recorder is not None:
             time.sleep(0.3)  # let LabRecorder pull the last markers
             self.manifest = self.recorder.stop()
