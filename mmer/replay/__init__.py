@@ -10,20 +10,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmer.replay._base import Dataset, DatasetError, RecordingRef
-from mmer.replay.casme3 import Casme3Dataset, open_casme3
 from mmer.replay._describe import describe
+from mmer.replay.casme3 import Casme3Dataset, open_casme3
+from mmer.replay.consumer import Received, ReplayConsumer
 from mmer.replay.flowimages import FlowImages, FlowSample, open_flowimages
 from mmer.replay.fourdme import open_4dme, parse_aus, read_mesh
-from mmer.replay.consumer import Received, ReplayConsumer
+from mmer.replay.labels import PROTOCOLS, LabelError, LabelProtocol, get_protocol, normalize_emotion
 from mmer.replay.lockstep import LOCKSTEP_KEY, LockstepClient, LockstepStep
 from mmer.replay.player import TRUTH_STREAM, Player, ReplayStats
 from mmer.replay.xdf import ForeignSpec, open_xdf, scan_xdf
-from mmer.replay.labels import PROTOCOLS, LabelError, LabelProtocol, get_protocol, normalize_emotion
 
 __all__ = [
     "KINDS",
     "open_dataset",
     "describe",
+    "open_casme3",
+    "open_4dme",
+    "open_xdf",
+    "open_flowimages",
     "Dataset",
     "DatasetError",
     "RecordingRef",
