@@ -65,7 +65,11 @@ class _FaceAssets:
         lm = face.landmarks.astype(np.float64)
         z_mm = (lm[:, 2] - lm[1, 2]) * self.mm_per_px + distance
         interp = LinearNDInterpolator(lm[:, :2], z_mm)
-        depth = interp(self.grid_x, self.grid_y).astype(np.float32)
+        # Interpolate only inside the landmarks' bounding box; everything outside is off the mesh.
+        x0, y0 = np.clip(np.floor(lm[:, :2].min(axis=0)).astype(int), 0, None)
+        x1, y1 = np.ceil(lm[:, :2].max(axis=0)).astype(int) + 1
+        depth = np.full((h, w), np.nan, np.float32)
+        depth[y0:y1, x0:x1] = interp(self.grid_x[y0:y1, x0:x1], self.grid_y[y0:y1, x0:x1])
         inside = np.isfinite(depth)
         # Outside the mesh: continue from the nearest mesh-edge depth, curving away (the rest of
         # the head), then a wall behind the subject.
