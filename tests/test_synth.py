@@ -373,3 +373,14 @@ def test_heart_rate_follows_class(small_face):
 
     assert hr_change("fear") > 3.0
     assert hr_change("surprise") < -2.0
+
+
+def test_physio_plot(tmp_path, small_face):
+    from mmer.synth import plot_physio
+
+    s = generate_session(small_face, seconds=12.0, size=(160, 120), seed=4, min_me=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        path = plot_physio(tmp_path / "p.png", s)
+    img = cv2.imread(str(path))
+    assert img is not None and img.shape[0] > 300

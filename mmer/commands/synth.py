@@ -92,6 +92,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the ME's truth row as one JSON line")
     p.set_defaults(func=_preview)
 
+    g = sub.add_parser("physio", help="PNG of a session's physiology with its facial events marked")
+    g.add_argument("out", help="PNG path to write")
+    g.add_argument("--face", help="face photo or 'astronaut' (default: the packaged face)")
+    g.add_argument("--seconds", type=float, default=60.0, help="session length (default 60)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_knobs(g)
+    g.set_defaults(func=_physio)
+
 
 def _casme3(args: argparse.Namespace) -> int:
     from mmer.synth import write_casme3
@@ -114,6 +122,20 @@ def _casme3(args: argparse.Namespace) -> int:
         print(f"wrote {summary['path']}: Part {summary['part']}, {summary['subjects']} subjects, "
               f"{summary['videos']} videos, {summary['frames']} frames, {ev['me']} MEs, {ev['mae']} macro, "
               f"{ev['blink']} blinks")
+    return 0
+
+
+def _physio(args: argparse.Namespace) -> int:
+    from mmer.synth import default_face_path, generate_session, load_face, plot_physio
+
+    if args.seconds <= 0 or args.seed < 0:
+        raise ValueError(f"--seconds must be > 0 and --seed >= 0, got {args.seconds} and {args.seed}")
+    config = _config(args)
+    face = load_face(args.face or default_face_path(), size=(160, 120))
+    session = generate_session(face, seconds=args.seconds, size=(160, 120), seed=args.seed, config=config)
+    path = plot_physio(args.out, session)
+    n = {k: sum(e.kind == k for e in session.timeline.expressions) for k in ("me", "mae")}
+    print(f"wrote {path}: {n['me']} MEs, {n['mae']} macro-expressions, {len(session.artifacts)} artifacts")
     return 0
 
 

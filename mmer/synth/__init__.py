@@ -12,6 +12,7 @@ from mmer.synth._casme3 import write_casme3, write_physio_text
 from mmer.synth._face import Face, FaceNotFoundError, default_face_path, default_faces, load_face, resolve_faces
 from mmer.synth._live import SyntheticLab, shared_lab
 from mmer.synth._physio import COUPLING
+from mmer.synth._plot import plot_physio
 from mmer.synth._preview import render_preview
 from mmer.synth._session import SyntheticSession, generate_session
 
@@ -29,6 +30,7 @@ __all__ = [
     "generate_session",
     "load_face",
     "objective_class",
+    "plot_physio",
     "render_preview",
     "resolve_faces",
     "shared_lab",
