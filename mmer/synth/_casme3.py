@@ -70,6 +70,8 @@ FOUR_CLASS = {
     "sad": "negative",
     "others": "others",
 }
+_EVENT_KINDS = ("me", "mae", "blink")
+_DISTRACTOR_KINDS = ("speech", "head_jerk")
 _FIXED_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 _FIXED_ISO = "2020-01-01T00:00:00Z"
 
@@ -338,7 +340,9 @@ def write_casme3(
                     subj_entry["videos"].append({"video": session.video, "seed": vseed, "n_frames": session.n_frames,
                                                  "first_index": session.first_index,
                                                  "physio_start": float(session.physio_times[0]),
-                                                 "events": rows})
+                                                 "events": [r for r in rows if r["kind"] in _EVENT_KINDS],
+                                                 "distractors": [r for r in rows if r["kind"] in _DISTRACTOR_KINDS],
+                                                 "artifacts": [r for r in rows if r["kind"].startswith("physio_")]})
                     count = 0
                     for e in session.events:
                         summary["events"][e.kind.value] += 1
