@@ -90,6 +90,35 @@ def read_physio_text(path: Path) -> PhysioText:
                     break
         start += 1
     need = max(order.values()) + 1
+    columns = [order[k] for k in ("time", *PHYSIO_COLUMNS, "marker")]
+    table = _fast_table(lines, start, columns)
+    if table is None:
+        table = _checked_table(path, lines, start, columns, need)
+    if not len(table):
+        raise DatasetError(f"{path}: no samples")
+    hits = np.flatnonzero(table[:, 5] == SYNC_MARKER)
+    if hits.size == 0:
+        raise DatasetError(
+            f"{path}: no '5' sync marker in column {order['marker'] + 1} ({len(table)} rows read); "
+            "cannot align physiology to video"
+        )
+    return PhysioText(path=path, data=table[:, 1:5].copy(), marker_row=int(hits[0]), time_min=table[:, 0].copy())
+
+
+def _fast_table(lines: list[str], start: int, columns: list[int]) -> np.ndarray | None:
+    """numpy's C parser on a uniform file; ``None`` when the file needs the checked path."""
+    sample = lines[start] if start < len(lines) else ""
+    delimiter = "\t" if "\t" in sample else ("," if "," in sample else None)
+    try:
+        table = np.loadtxt(lines[start:], delimiter=delimiter, usecols=columns, dtype=np.float64, ndmin=2)
+    except (ValueError, IndexError):
+        return None
+    return table
+
+
+def _checked_table(path: Path, lines: list[str], start: int, columns: list[int], need: int) -> np.ndarray:
+    """Line-by-line parse that names the first bad line (run only when the fast parse fails)."""
+    split = re.compile(r"[\t,; ]+")
     rows = []
     for lineno in range(start, len(lines)):
         line = lines[lineno].strip()
@@ -102,19 +131,10 @@ def read_physio_text(path: Path) -> PhysioText:
                 "(time, PPG, RSP, ECG, EDA, marker)"
             )
         try:
-            rows.append([float(fields[order[k]]) for k in ("time", *PHYSIO_COLUMNS, "marker")])
+            rows.append([float(fields[c]) for c in columns])
         except ValueError:
             raise DatasetError(f"{path}: line {lineno + 1} is not numeric: {line[:80]!r}") from None
-    if not rows:
-        raise DatasetError(f"{path}: no samples")
-    table = np.asarray(rows, dtype=np.float64)
-    hits = np.flatnonzero(table[:, 5] == SYNC_MARKER)
-    if hits.size == 0:
-        raise DatasetError(
-            f"{path}: no '5' sync marker in column {order['marker'] + 1} ({len(table)} rows read); "
-            "cannot align physiology to video"
-        )
-    return PhysioText(path=path, data=table[:, 1:5].copy(), marker_row=int(hits[0]), time_min=table[:, 0].copy())
+    return np.asarray(rows, dtype=np.float64).reshape(-1, len(columns))
 
 
 def _is_number(text: str) -> bool:
