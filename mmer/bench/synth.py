@@ -84,7 +84,7 @@ def _camera(args, face) -> dict:
     from mmer.synth import SyntheticLab
 
     segment = max(60.0, args.camera_seconds + 5)
-    lab = SyntheticLab(face=face, seed=args.seed, segment=segment, prefetch=False)
+    lab = SyntheticLab(face=face, seed=args.seed, segment=segment, prefetch=False, epoch=None)
     t = time.perf_counter()
     lab.segment(0)  # one segment covers the run; its generation is timed separately
     build = time.perf_counter() - t

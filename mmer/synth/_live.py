@@ -40,6 +40,11 @@ class SyntheticLab:
         Seconds per generated segment.
     prefetch : bool
         Let :meth:`prepare` build upcoming segments in a background thread.
+    epoch : float or None
+        LSL time of global frame 0 and sample 0. The default 0.0 is the LSL clock's own zero, so
+        separate processes on one host (``mmer stream synthetic-camera`` and
+        ``mmer stream synthetic-physio``) play the same segments at the same instants and share
+        ground truth. ``None`` starts at frame 0 when the first sensor starts.
     """
 
     def __init__(
@@ -53,6 +58,7 @@ class SyntheticLab:
         physio_rate: float = 200.0,
         segment: float = 60.0,
         prefetch: bool = True,
+        epoch: float | None = 0.0,
     ) -> None:
         if segment < 2.0:
             raise ValueError(f"segment must be >= 2 s, got {segment}")
@@ -71,7 +77,7 @@ class SyntheticLab:
         self._pending: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
-        self._t0: float | None = None
+        self._t0: float | None = None if epoch is None else float(epoch)
         self.prefetch = prefetch
 
     def position(self, rate: float) -> int:
@@ -145,15 +151,16 @@ def shared_lab(
     size: tuple[int, int] = (640, 480),
     physio_rate: float = 200.0,
     segment: float = 60.0,
+    epoch: float | None = 0.0,
 ) -> SyntheticLab:
     """The process-wide lab for these arguments, so camera and physiology share ground truth."""
     config = config or SynthConfig()
     key = (str(face) if not isinstance(face, Face) else id(face), seed, repr(config.as_dict()), fps, tuple(size),
-           physio_rate, segment)
+           physio_rate, segment, epoch)
     with _REGISTRY_LOCK:
         lab = _REGISTRY.get(key)
         if lab is None:
             lab = SyntheticLab(face=face, seed=seed, config=config, fps=fps, size=size,
-                               physio_rate=physio_rate, segment=segment)
+                               physio_rate=physio_rate, segment=segment, epoch=epoch)
             _REGISTRY[key] = lab
         return lab
