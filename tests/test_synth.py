@@ -210,7 +210,8 @@ def test_naive_frame_difference_spotter_fails(face):
 
 # ---------------------------------------------------------------------------------- writers
 def _dtypes(path: Path) -> dict:
-    return {name: {c: str(t) for c, t in df.dtypes.items()} for name, df in pd.read_excel(path, sheet_name=None).items()}
+    sheets = pd.read_excel(path, sheet_name=None)
+    return {name: {c: str(t) for c, t in df.dtypes.items()} for name, df in sheets.items()}
 
 
 @pytest.fixture(scope="module")

@@ -178,7 +178,8 @@ class SyntheticCamera(Sensor):
         lab = self.lab
         period = 1.0 / self.fps
         if self.wait_for_consumers > 0 and not self._rgb.wait_for_consumers(self.wait_for_consumers):
-            self.log.warning("synthetic camera: nobody listening after %.1f s; starting anyway", self.wait_for_consumers)
+            self.log.warning("synthetic camera: nobody listening after %.1f s; starting anyway",
+                             self.wait_for_consumers)
         t0 = lab.anchor(local_clock() + 0.05)
         n = max(0, int(np.ceil((local_clock() - t0) * self.fps))) if self.realtime else 0
         stop_at = None if self.seconds is None else n + int(round(self.seconds * self.fps))

@@ -110,8 +110,8 @@ def load_face(source: str | Path | np.ndarray, *, size: tuple[int, int] = (640, 
     """Load a photograph (path, ``"astronaut"`` or BGR array) and place it on a ``size`` canvas.
 
     The face is scaled so that forehead-to-chin spans 55% of the frame height and centred; the
-    rest of the canvas shows a blurred, enlarged copy of the photograph. Landmarks are detected once on the photograph and
-    moved with the same transform.
+    rest of the canvas shows a blurred, enlarged copy of the photograph. Landmarks are detected
+    once on the photograph and moved with the same transform.
     """
     width, height = int(size[0]), int(size[1])
     if width < 64 or height < 64:

@@ -20,7 +20,7 @@ from mmer.synth._timeline import Expression, Timeline, plan_timeline
 
 __all__ = ["SyntheticSession", "generate_session"]
 
-_N_NOISE = 24
+_N_NOISE = 16  # noise frames per bank: enough to look random, ~50 MB at 640x480
 _FACE_WIDTH_MM = 140.0  # bizygomatic breadth of an adult face
 # Upper-lid travel of a full blink, in eye openings (landmarks sit on the lid, above the lash line).
 _BLINK_TRAVEL = 1.3
@@ -97,7 +97,7 @@ class _FaceAssets:
 
 _ASSETS: weakref.WeakKeyDictionary[Face, _FaceAssets] = weakref.WeakKeyDictionary()
 _ASSETS_LOCK = threading.Lock()
-_NOISE: dict[tuple[int, int, float, float], tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]] = {}
+_NOISE: dict[tuple, tuple[list[np.ndarray], ...]] = {}
 
 
 def _assets(face: Face) -> _FaceAssets:
