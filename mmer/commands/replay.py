@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         consumer_timeout=args.timeout,
         prefix=args.prefix,
         window=args.window,
+        progress=not args.json,
     )
     if args.lockstep:
         print(f"lockstep endpoint: {player.lockstep_endpoint}", flush=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -25,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm import tqdm
 
 from mmer.clock import local_clock, sleep_until
 from mmer.dataset import EventKind, FrameError, FrameTrack, Recording, SampleTrack
@@ -274,6 +276,8 @@ class Player:
     window : int
         Lockstep only: steps the player may run ahead of the slowest acknowledgement (1 = strict
         alternation; 2 overlaps decoding with the consumer's work, same order, still no drops).
+    progress : bool
+        Show a tqdm bar (recordings replayed) on stderr.
     """
 
     def __init__(
@@ -293,6 +297,7 @@ class Player:
         max_gap: float = 1.0,
         chunk_s: float = 0.02,
         window: int = 1,
+        progress: bool = False,
     ) -> None:
         if not lockstep and not speed > 0:
             raise ValueError(f"speed must be > 0, got {speed}")
@@ -312,6 +317,7 @@ class Player:
         self.prefetch = int(prefetch)
         self.max_gap = float(max_gap)
         self.chunk_s = float(chunk_s)
+        self.progress = bool(progress)
         self.stats = ReplayStats()
         self.publisher = FramePublisher(endpoint=endpoint, hwm=max(64, 4 * prefetch))
         self.server = LockstepServer(window=window) if self.lockstep else None
@@ -333,15 +339,19 @@ class Player:
     def run(self) -> ReplayStats:
         """Replay everything in the calling thread; returns the stats. Closes outlets at the end."""
         begin = local_clock()
+        total = len(self._source) if isinstance(self._source, (Dataset, list, tuple)) else None
+        bar = tqdm(total=total, desc="replay", unit="rec", disable=not self.progress, file=sys.stderr)
         try:
             while True:
                 for recording in self._iter_recordings():
                     if self._stop.is_set():
                         break
                     self._play(recording)
+                    bar.update(1)
                 if not self.loop or self._stop.is_set():
                     break
         finally:
+            bar.close()
             self.stats.wall_seconds = local_clock() - begin
             if self.server is not None:
                 self.server.finish()
