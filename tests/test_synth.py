@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import warnings
@@ -385,3 +386,30 @@ def test_physio_plot(tmp_path, small_face):
         path = plot_physio(tmp_path / "p.png", s)
     img = cv2.imread(str(path))
     assert img is not None and img.shape[0] > 300
+
+
+def test_planted_defects_are_listed(tmp_path, small_face):
+    out = tmp_path / "defects"
+    cfg = SynthConfig(emotions={"others": 1.0})
+    write_casme3(out, subjects=1, videos=2, seconds=3.0, seed=5, size=(160, 120), faces=[small_face],
+                 defects=True, config=cfg, progress=False)
+    planted = json.loads((out / "ground_truth.json").read_text())["defects"]
+    kinds = [d["kind"] for d in planted]
+    assert kinds.count("damaged_jpg") == 2 and kinds.count("missing_frame") == 2 and kinds.count("label_case") == 1
+    listed = (out / "exception" / "error_info_damaged_image_partA.txt").read_text().splitlines()
+    truth = pd.read_csv(out / "ground_truth.csv")
+    mes = truth[truth.kind == "me"]
+    for d in planted:
+        if d["kind"] == "label_case":
+            continue
+        path = out / d["subject"] / d["video"] / "color" / f"{d['frame']}.jpg"
+        if d["kind"] == "damaged_jpg":
+            assert cv2.imread(str(path)) is None
+            assert f"{d['subject']} {d['video']} {d['frame']}.jpg  the image cannot open" in listed
+        else:
+            assert not path.exists()
+            assert not (out / d["subject"] / d["video"] / "depth" / f"{d['frame']}.png").exists()
+        inside = mes[(mes.video == d["video"]) & (mes.onset <= d["frame"]) & (mes.offset >= d["frame"])]
+        assert inside.empty
+    label = pd.read_excel(out / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", sheet_name="label")
+    assert (label.emotion == "Others").sum() == 1

@@ -78,6 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--no-physio", action="store_true", help="Part A: skip the extra physio.txt per video")
     c.add_argument("--workers", type=int, default=2, help="render/encode threads (default 2)")
     c.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    c.add_argument("--defects", action="store_true",
+                   help="Part A: plant the official defects (a damaged JPG and a missing frame per video, "
+                        "'Others' once), listed in ground_truth.json")
     c.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     _add_knobs(c)
     c.set_defaults(func=_casme3)
@@ -112,7 +115,8 @@ def _casme3(args: argparse.Namespace) -> int:
     summary = write_casme3(
         args.out, part=args.part.upper(), subjects=args.subjects, videos=args.videos, seconds=args.seconds,
         seed=args.seed, faces=args.faces, fps=args.fps, size=args.size, config=_config(args),
-        depth=not args.no_depth, physio=not args.no_physio, overwrite=args.overwrite, workers=args.workers,
+        depth=not args.no_depth, physio=not args.no_physio, overwrite=args.overwrite, defects=args.defects,
+        workers=args.workers,
         progress=sys.stderr.isatty(),
     )
     if args.json:

@@ -230,6 +230,7 @@ def write_casme3(
     depth: bool = True,
     physio: bool = True,
     overwrite: bool = False,
+    defects: bool = False,
     workers: int = 2,
     progress: bool = True,
 ) -> dict:
@@ -259,6 +260,11 @@ def write_casme3(
         Write depth frames; write physiology (always written for Part C).
     overwrite : bool
         Replace a non-empty ``out``.
+    defects : bool
+        Part A: plant the official release's defects, all listed in ``ground_truth.json``: one
+        damaged JPG per video (named in ``exception/error_info_damaged_image_partA.txt``), one
+        missing frame index per video, and ``Others`` for ``others`` once in the label sheet.
+        Planted frames never fall inside a micro-expression.
     workers : int
         Threads rendering and encoding frames.
     progress : bool
@@ -300,6 +306,8 @@ def write_casme3(
     manifest = {"generator": "mmer.synth", "part": part, "seed": seed, "fps": fps, "size": list(size),
                 "seconds": seconds, "config": config.as_dict(), "subjects": []}
     label_rows, all_rows, blink_rows, c_me_rows, c_all_rows = [], [], [], [], []
+    found_defects: list[dict] = []
+    case_done = False
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
             total=total, unit="frame", desc=f"synth casme3 {part}", disable=not progress, leave=False
@@ -322,6 +330,8 @@ def write_casme3(
                         _write_frames(session, vdir / "color", vdir / "depth" if depth else None, pool=pool, bar=bar)
                         if physio:
                             write_physio_text(vdir / "physio.txt", session)
+                        if defects:
+                            found_defects.extend(_damage(vdir, session, depth=depth))
                     else:
                         preroll = float(rng.uniform(3.0, 10.0))
                         session = generate_session(face, seconds=seconds, fps=fps, size=size, seed=vseed,
@@ -354,8 +364,13 @@ def write_casme3(
                             all_rows.append([e.subject, e.video, str(e.onset), str(e.apex), str(e.offset), e.aus,
                                              kind, e.objective_class])
                             if e.kind is EventKind.ME:
+                                emotion = e.emotion
+                                if defects and emotion == "others" and not case_done:
+                                    emotion, case_done = "Others", True  # as in the official workbook
+                                    found_defects.append({"kind": "label_case", "subject": e.subject,
+                                                          "video": e.video, "onset": e.onset, "value": emotion})
                                 label_rows.append([e.subject, e.video, str(e.onset), str(e.apex), str(e.offset),
-                                                   e.aus, e.objective_class, e.emotion])
+                                                   e.aus, e.objective_class, emotion])
                         elif e.kind is not EventKind.BLINK:
                             is_me = e.kind is EventKind.ME
                             c_all_rows.append([s, e.onset, e.offset, e.offset - e.onset, int(is_me),
@@ -373,6 +388,12 @@ def write_casme3(
         else:
             _write_xlsx(staging / PART_C_ME, {"mockCrimeME": (_C_ME_COLUMNS, c_me_rows)})
             _write_xls(staging / PART_C_ALL, {"organize": (_C_ALL_COLUMNS, c_all_rows)})
+        if defects and part == "A":
+            (staging / "exception").mkdir()
+            damaged = [f"{d['subject']} {d['video']} {d['frame']}.jpg  the image cannot open\n"
+                       for d in found_defects if d["kind"] == "damaged_jpg"]
+            (staging / "exception" / "error_info_damaged_image_partA.txt").write_text("".join(damaged))
+            manifest["defects"] = found_defects
         (staging / "ground_truth.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         _write_truth_csv(staging / "ground_truth.csv", truth)
         if out.exists():
@@ -385,6 +406,27 @@ def write_casme3(
         raise
     log.info("wrote %s: %s", out, summary)
     return summary
+
+
+def _damage(vdir: Path, session: SyntheticSession, *, depth: bool) -> list[dict]:
+    """Truncate one JPG and delete one frame, both away from every ME (the official defects)."""
+    rng = np.random.default_rng([session.seed, 17])
+    busy = np.zeros(session.n_frames, bool)
+    for e in session.timeline.expressions:
+        if e.kind == "me":
+            busy[max(0, e.onset - 2) : e.offset + 3] = True
+    busy[[0, -1]] = True
+    free = np.flatnonzero(~busy)
+    if len(free) < 2:
+        return []
+    damaged, missing = (session.first_index + int(p) for p in rng.choice(free, size=2, replace=False))
+    jpg = vdir / "color" / f"{damaged}.jpg"
+    jpg.write_bytes(jpg.read_bytes()[:64])
+    (vdir / "color" / f"{missing}.jpg").unlink()
+    if depth:
+        (vdir / "depth" / f"{missing}.png").unlink()
+    where = {"subject": session.subject, "video": session.video}
+    return [{"kind": "damaged_jpg", **where, "frame": damaged}, {"kind": "missing_frame", **where, "frame": missing}]
 
 
 def _part_c_au(aus: str, rng: np.random.Generator, *, allow_number: bool) -> str | int:
