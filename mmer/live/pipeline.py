@@ -572,8 +572,10 @@ class LivePipeline:
     # -- decisions ----------------------------------------------------------------------------------
     def _decide_loop(self) -> None:
         from mmer.features.face import FaceTracker
+        from mmer.live._recognizer import OnsetLandmarks
 
         tracker = FaceTracker()
+        self._landmarks = OnsetLandmarks()
         pending: list[_Job] = []
         try:
             while True:
@@ -598,6 +600,7 @@ class LivePipeline:
             self.counters.errors.append(f"decisions: {err!r}")
         finally:
             tracker.close()
+            self._landmarks.close()
 
     def _decide(self, job: _Job, stage: str, tracker, *, forced: bool = False) -> None:
         from mmer.features.sample import sample_from_window
@@ -609,13 +612,26 @@ class LivePipeline:
         mods = rec.modalities(stage)
         t_cut = local_clock()
         video_keys = [r.key for r in self._videos]
+        # Cut with a margin, then locate onset and apex by frame index: the buffer's aligned
+        # (dejittered) times may differ from the raw capture times the spotter saw by a few ms,
+        # which must not move a window edge past the onset frame.
         if stage == "early":
-            win = self.buffer.window(t_on, max(t_apex, t_on), streams=video_keys, timeout=0)
+            win = self.buffer.window(t_on - 0.5, max(t_apex, t_on) + 0.2, streams=video_keys, timeout=0)
         else:
-            win = self.buffer.window(t_on + min(pre, 0.0), t_on + post, streams=video_keys + self._physio_keys,
+            win = self.buffer.window(t_on + min(pre, -0.5), t_on + post, streams=video_keys + self._physio_keys,
                                      timeout=0)
+        landmarks = None
+        rgb = win.frames.get(self.rgb_reader.key)
+        if rgb is not None and len(rgb):
+            idx = np.asarray(rgb.indices)
+            ts = np.asarray(rgb.timestamps)
+            at_onset, at_apex = np.flatnonzero(idx == cand.onset), np.flatnonzero(idx == cand.apex)
+            if at_onset.size and at_apex.size:
+                t_on, t_apex = float(ts[at_onset[0]]), float(ts[at_apex[0]])
+            onset_frame = rgb.frames[int(np.argmin(np.abs(ts - t_on)))]
+            landmarks = self._landmarks(onset_frame)
         sample = sample_from_window(win, t_onset=t_on, t_apex=t_apex, config=rec.sample_config, tracker=tracker,
-                                    modalities=mods)
+                                    landmarks=landmarks, modalities=mods)
         t_feat = local_clock()
         probs = rec.predict(sample)
         t_model = local_clock()

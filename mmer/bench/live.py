@@ -1,0 +1,133 @@
+"""``mmer bench live``: end-to-end latency, loss and memory of the live pipeline on synthetic sensors.
+
+Streams RGB (640x480 at 30 fps by default), depth and four 200 Hz physiology channels from the
+synthetic sensors over real LSL + ZeroMQ through the full pipeline (spotter, early and late
+decisions, events outlet). Benchmarks use held-out data: the face ``45-m7-di-ph.jpg`` from the
+shared data folder (or ``astronaut`` when it is absent) and seeds >= 1000.
+
+Targets: early decision <= 200 ms p95 after the ME's last frame; late decision <= 1 s after its
+physiology window closes; zero physiology samples lost; < 0.1 % frames dropped; RSS flat after
+warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+NAME = "live"
+HELP = "live pipeline latency, loss and memory on synthetic RGB-D + physiology sensors"
+
+_HELD_OUT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faces" / "45-m7-di-ph.jpg"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=60.0, help="seconds of streaming (default 60)")
+    parser.add_argument("--size", default="640x480", help="frame size WxH (default 640x480)")
+    parser.add_argument("--seed", type=int, default=1000, help="synthetic lab seed, >= 1000 (held out)")
+    parser.add_argument("--checkpoint", default="demo", help="model checkpoint (default: the packaged demo)")
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds before RSS is taken as the baseline")
+
+
+class _RssSampler(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        import psutil
+
+        self.proc = psutil.Process()
+        self.samples: list[tuple[float, float]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        t0 = time.monotonic()
+        while not self._halt.wait(1.0):
+            self.samples.append((time.monotonic() - t0, self.proc.memory_info().rss / 2**20))
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from mmer.config import parse_config
+    from mmer.live.pipeline import LivePipeline
+    from mmer.streams import configure_lsl
+
+    if args.seed < 1000:
+        raise ValueError(f"benchmarks use held-out seeds >= 1000, got {args.seed}")
+    if args.seconds <= args.warmup:
+        raise ValueError(f"--seconds ({args.seconds}) must exceed --warmup ({args.warmup})")
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must look like 640x480, got {args.size!r}") from None
+    face = str(_HELD_OUT) if _HELD_OUT.is_file() else "astronaut"
+    configure_lsl(f"mmer-bench-live-{uuid.uuid4().hex[:8]}")
+    opts = {"seed": args.seed, "width": width, "height": height, "face": face}
+    config = parse_config({
+        "sensors": [{"adapter": "synthetic-camera", "options": {**opts, "fps": 30.0, "depth": True}},
+                    {"adapter": "synthetic-physio", "options": opts}],
+        "model": {"checkpoint": args.checkpoint},
+        "outputs": {"status": False},
+    }, source="bench live")
+    pipeline = LivePipeline(config)
+    rss = _RssSampler()
+    pipeline.start()
+    rss.start()
+    t_start = time.monotonic()
+    try:
+        summary = pipeline.run(duration=args.seconds)
+    finally:
+        rss.stop()
+    wall = time.monotonic() - t_start
+    pts = np.asarray([p for p in rss.samples if p[0] >= args.warmup], dtype=float)
+    growth = None
+    if len(pts) >= 5:
+        growth = float(np.polyfit(pts[:, 0] / 60.0, pts[:, 1], 1)[0])
+    lat = summary["latency_ms"]
+    targets = {
+        "early_p95_le_200ms": _le(lat["early"]["p95"], 200.0),
+        "late_p95_le_1000ms": _le(lat["late"]["p95"], 1000.0),
+        "physio_lost_zero": summary["physio_lost"] == 0,
+        "frames_dropped_lt_0.1pct": summary["frames_dropped_pct"] < 0.1,
+        "rss_flat_lt_5mb_per_min": None if growth is None else growth < 5.0,
+    }
+    return {
+        "events": summary["events"],
+        "candidates": summary["candidates"],
+        "latency_ms": lat,
+        "physio_lost": summary["physio_lost"],
+        "frames_dropped_pct": summary["frames_dropped_pct"],
+        "frames_received": summary["frames_received"],
+        "frames_dropped": summary["frames_dropped"],
+        "frames_dropped_by_source": summary["frames_dropped_by_source"],
+        "spot_dropped": summary["spot_dropped"],
+        "physio_received": summary["physio_received"],
+        "physio_before_connect": summary["physio_before_connect"],
+        "late_incomplete": summary["late_incomplete"],
+        "spotter_ms_per_frame": summary["spotter_ms_per_frame"],
+        "latency_stages_early": summary["latency_detail"]["early"].get("stages", {}),
+        "rss_mb": {"after_warmup": float(pts[0, 1]) if len(pts) else None,
+                   "end": float(pts[-1, 1]) if len(pts) else None,
+                   "growth_mb_per_min": growth},
+        "targets_met": targets,
+        "seconds": args.seconds,
+        "wall_s": wall,
+        "size": [width, height],
+        "seed": args.seed,
+        "face": Path(face).name,
+        "model": summary["model"],
+        "cpus": os.cpu_count(),
+        "load_avg_1m": os.getloadavg()[0],
+        "errors": summary["errors"],
+    }
+
+
+def _le(value, bound: float):
+    return None if value is None else value <= bound
