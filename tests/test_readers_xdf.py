@@ -117,6 +117,12 @@ def test_clock_jump_reported(tmp_path):
     assert np.array_equal(track.data[:, 0], np.arange(110))  # sample order kept
     jumps = [d for d in rec.defects if d.kind == "clock_jump"]
     assert jumps and "0 backward" not in jumps[0].detail and "1 forward" in jumps[0].detail
+    from mmer.replay import Player
+
+    begin = time.monotonic()
+    stats = Player([rec], speed=1.0, prefix=f"j{tmp_path.name[-6:]}.").run()
+    assert time.monotonic() - begin < 5.0  # not the 1000 s the clock jumped
+    assert stats.samples == 110 and stats.clock_jumps > 0
 
 
 def make_recording_folder(folder: Path, *, n: int = 12, missing: int | None = None) -> list[np.ndarray]:
