@@ -153,6 +153,7 @@ def run(args: argparse.Namespace) -> dict:
     rss_start = None
     rss_max = 0.0
     windows = complete = 0
+    missing: dict[str, int] = {}
     t_begin = time.monotonic()
     next_cut = t_begin + 3.0
     with tqdm(total=int(seconds), desc="soak", unit="s", leave=False) as bar:
@@ -168,8 +169,11 @@ def run(args: argparse.Namespace) -> dict:
                 win = buf.window(now - 2.5, now - 0.5, timeout=1.0)
                 windows += 1
                 complete += int(win.complete)
+                for key, why in win.missing.items():
+                    missing[f"{key}: {why}"] = missing.get(f"{key}: {why}", 0) + 1
                 next_cut += 1.0
     rss_end = me.memory_info().rss / 2**20
+    during = buf.stats()["streams"]  # stalls while the sources ran (stopping them is not one)
     stop.set()
     report = parent.recv() if parent.poll(30) else {}
     proc.join(10)
@@ -194,10 +198,12 @@ def run(args: argparse.Namespace) -> dict:
         "physio_samples": int(received_samples),
         "windows": windows,
         "windows_complete": complete,
+        "windows_missing": missing,
         "source": used,
         "source_notes": notes,
-        "streams": {k: {c: stats[k].get(c) for c in ("received", "dropped", "missed", "first_index", "gaps",
-                                                    "stalls", "non_monotonic") if c in stats[k]}
+        "streams": {k: {**{c: stats[k].get(c) for c in ("received", "dropped", "missed", "first_index", "gaps",
+                                                       "non_monotonic") if c in stats[k]},
+                        "stalls": during[k]["stalls"]}
                     for k in keys},
         "settings": {"minutes": args.minutes, "width": args.width, "height": args.height, "fps": args.fps,
                      "rate": args.rate, "warmup_s": warmup},
