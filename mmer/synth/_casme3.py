@@ -290,6 +290,8 @@ def write_casme3(
         raise ValueError(f"workers must be >= 1, got {workers}")
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
+    if round(seconds * fps) < 2:
+        raise ValueError(f"{seconds} s at {fps} fps is fewer than 2 frames per video")
     config = config or SynthConfig()
     sources = faces if isinstance(faces, list) else resolve_faces(faces)
     if not sources:
