@@ -112,6 +112,8 @@ def test_flowimages_samples_arrays_and_folds(tmp_path):
     folds = list(ds.loso_folds())
     assert [f[0] for f in folds] == ["s1", "s2", "s3"] and list(folds[0][2]) == [0, 1]
     assert ds.summary()["classes"] == {"Disgust": 1, "happy": 1, "others": 1, "surprise": 1}
+    with pytest.raises(ValueError, match="nothing to replay"):
+        Player(ds)
 
 
 def test_flowimages_bad_input(tmp_path):

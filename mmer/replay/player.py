@@ -299,6 +299,8 @@ class Player:
         window: int = 1,
         progress: bool = False,
     ) -> None:
+        if getattr(source, "kind", None) == "flowimages":
+            raise ValueError("flow-image sets are per-sample images with no timeline; there is nothing to replay")
         if not lockstep and not speed > 0:
             raise ValueError(f"speed must be > 0, got {speed}")
         if consumers < 0:
