@@ -74,10 +74,12 @@ def test_pipeline_decides_early_then_late_and_survives_a_dying_sensor(checkpoint
     assert any(line.startswith("[missing] sensor realsense") for line in summary["warnings"])
     assert any("[missing] stream mmer.ppg" in line for line in summary["warnings"]), summary["warnings"]
     assert "[stalled] mmer.rgb" in summary["warnings"] and "[back] mmer.rgb" in summary["warnings"]
-    gaps = summary["gaps"]
-    assert gaps and gaps[0]["stream"] == "mmer.rgb" and gaps[0]["until"] > gaps[0]["since"]
+    assert "[stalled] mmer.eda" in summary["warnings"] and "[back] mmer.eda" in summary["warnings"]
+    closed = [g for g in summary["gaps"] if "until" in g]
+    assert any(g["stream"] == "mmer.rgb" and g["until"] > g["since"] for g in closed), summary["gaps"]
+    assert any(g["stream"] == "mmer.eda" and g["until"] - g["since"] > 1.0 for g in closed), summary["gaps"]
     streams = {s["name"]: s for s in summary["streams"]}
-    assert streams["mmer.eda"]["stalls"] >= 1 and streams["mmer.eda"]["received"] > 200 * 10
+    assert streams["mmer.eda"]["received"] > 200 * 10
 
     decisions = [Decision.from_json(text) for _, text in items]
     assert decisions, "no decision published in 17 s of synthetic video"

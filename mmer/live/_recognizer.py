@@ -65,8 +65,8 @@ class OnsetLandmarks:
         self._mesh.close()
 
 
-class Recognizer:
-    """A loaded checkpoint that turns :class:`~mmer.features.sample.Sample` objects into probabilities.
+class SessionRecognizer:
+    """:class:`mmer.models.Recognizer` checked against what a session can deliver.
 
     Parameters
     ----------
@@ -79,38 +79,39 @@ class Recognizer:
     """
 
     def __init__(self, checkpoint: str, *, available: Sequence[str], threads: int = 1) -> None:
-        import torch
-
-        from mmer.features.sample import SampleConfig
-        from mmer.models import MODALITIES, load_checkpoint
+        from mmer.models import MODALITIES
+        from mmer.models.recognizer import Recognizer
 
         path = resolve_checkpoint(checkpoint)
-        net, meta = load_checkpoint(path)
-        trained = list(meta.get("modalities", []))
+        unknown = [m for m in available if m not in MODALITIES]
+        if unknown:
+            raise ValueError(f"unknown modalities {unknown}; allowed: {list(MODALITIES)}")
+        self._rec = Recognizer(path, threads=threads)
+        trained = list(self._rec.modalities)
         if "video" not in trained:
             raise ValueError(
                 f"checkpoint {path} was trained on {trained}; the live pipeline needs a model that reads "
                 f"video (its early decision is video only)"
             )
-        unknown = [m for m in available if m not in MODALITIES]
-        if unknown:
-            raise ValueError(f"unknown modalities {unknown}; allowed: {list(MODALITIES)}")
         extra = [m for m in available if m not in trained]
         if extra:
             raise ValueError(
                 f"checkpoint {path} was trained on {trained} but the session configures {list(available)}; "
                 f"remove the {extra} inputs from the config or use a checkpoint trained with them"
             )
-        torch.set_num_threads(threads)
-        self._torch = torch
-        self.net = net
-        self.meta = meta
         self.path = path
+        self.meta = self._rec.meta
         self.available = tuple(m for m in MODALITIES if m in available)
-        self.class_names = list(meta["class_names"])
-        self.sample_config = SampleConfig(**meta.get("features", {}))
+        self.class_names = list(self._rec.classes)
+        self.sample_config = self._rec.config
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-        self.model_id = f"{meta['config']['name']}:{path.stem}:{digest}"
+        self.model_id = f"{self.meta['config']['name']}:{path.stem}:{digest}"
+
+    def warm_up(self) -> None:
+        """Run the model once on an empty sample, so the first decision does not pay torch's set-up."""
+        from mmer.features.sample import build_sample
+
+        self.predict(build_sample(config=self.sample_config), self.available)
 
     def modalities(self, stage: str) -> tuple[str, ...]:
         """Modalities fed at a stage: early reads video (and depth), late everything available."""
@@ -118,10 +119,6 @@ class Recognizer:
             return tuple(m for m in self.available if m != "physio")
         return self.available
 
-    def predict(self, sample) -> dict[str, float]:
-        """Class probabilities for one sample (its mask says which modalities are present)."""
-        torch = self._torch
-        batch = {k: torch.from_numpy(np.ascontiguousarray(v)[None]) for k, v in sample.arrays.items()}
-        with torch.inference_mode():
-            probs = torch.softmax(self.net(batch), dim=1)[0].numpy()
-        return {name: float(p) for name, p in zip(self.class_names, probs, strict=True)}
+    def predict(self, sample, modalities: Sequence[str]) -> dict[str, float]:
+        """Class probabilities for one sample, feeding only ``modalities`` (absent ones stay masked)."""
+        return self._rec.predict(sample, modalities=list(modalities))[0]["probs"]

@@ -37,7 +37,7 @@ import pylsl
 from mmer.clock import local_clock
 from mmer.config import SessionConfig
 from mmer.fusion import AlignmentBuffer
-from mmer.live._recognizer import Recognizer
+from mmer.live._recognizer import SessionRecognizer
 from mmer.live.events import Decision, EventOutlet
 from mmer.live.latency import LatencyTracker
 from mmer.live.recorder import SessionRecorder, check_recording_dir
@@ -333,6 +333,8 @@ class LivePipeline:
         self.candidates: list = []
         self.recent: deque[str] = deque(maxlen=_RECENT)
         self.warnings: list[str] = []
+        self.physio_gaps: list[dict] = []
+        self._physio_state: dict[str, dict] = {}
         self.sensors: list = []
         self.recorder: SessionRecorder | None = None
         self.manifest: dict | None = None
@@ -348,13 +350,14 @@ class LivePipeline:
         self._frame_times: dict[int, tuple[float, float, float]] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        self._closing = threading.Event()
         self._spot_done = threading.Event()
         self.started_at = 0.0
         self._running = False
         self._status = None
         self._lock = threading.Lock()
         self.rgb_spec: StreamSpec | None = None
-        self.recognizer: Recognizer | None = None
+        self.recognizer: SessionRecognizer | None = None
         self.spot_ms: dict = {}
         self.spot_signal: dict = {}
         self.first_frame_t: float | None = None
@@ -394,9 +397,10 @@ class LivePipeline:
         if self.record_dir is not None:
             rc = self.config.recording
             check_recording_dir(self.record_dir, overwrite=rc.overwrite, min_free_mb=rc.min_free_mb)
-        self.recognizer = Recognizer(
+        self.recognizer = SessionRecognizer(
             self.config.model.checkpoint, available=self._available_modalities(), threads=self.config.model.threads
         )
+        self.recognizer.warm_up()
 
     def start(self) -> LivePipeline:
         """Preflight, start sources, resolve streams, start the recorder, threads and status view.
@@ -448,7 +452,8 @@ class LivePipeline:
             raise
         self.started_at = local_clock()
         self._running = True
-        for target, name in ((self._spot_loop, "mmer-spot"), (self._decide_loop, "mmer-decide")):
+        for target, name in ((self._spot_loop, "mmer-spot"), (self._decide_loop, "mmer-decide"),
+                             (self._monitor_loop, "mmer-monitor")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -633,7 +638,7 @@ class LivePipeline:
         sample = sample_from_window(win, t_onset=t_on, t_apex=t_apex, config=rec.sample_config, tracker=tracker,
                                     landmarks=landmarks, modalities=mods)
         t_feat = local_clock()
-        probs = rec.predict(sample)
+        probs = rec.predict(sample, mods)
         t_model = local_clock()
         present = sample.modalities
         missing = [m for m in mods if m not in present]
@@ -702,11 +707,38 @@ class LivePipeline:
             self.stop()
         return self.summary()
 
+    def _monitor_loop(self) -> None:
+        while not self._closing.wait(0.2):
+            self._watch_physio()
+
+    def _watch_physio(self) -> None:
+        """Flag physiology streams that stop delivering, and when they come back (the buffer itself
+        only notices when a window waits on them)."""
+        if self.buffer is None:
+            return
+        now = time.monotonic()
+        stats = self.buffer.stats()["streams"]
+        for key in self._physio_keys:
+            received = int(stats.get(key, {}).get("received", 0))
+            state = self._physio_state.setdefault(key, {"received": received, "at": now, "stalled": False})
+            if received != state["received"]:
+                if state["stalled"]:
+                    state["stalled"] = False
+                    state["gap"]["until"] = local_clock()
+                    self._note(f"[back] {key}")
+                state.update(received=received, at=now)
+            elif not state["stalled"] and now - state["at"] > self.config.buffer.stall_timeout_s:
+                state["stalled"] = True
+                state["gap"] = {"stream": key, "since": local_clock() - (now - state["at"])}
+                self.physio_gaps.append(state["gap"])
+                self._note(f"[stalled] {key}")
+
     def stop(self) -> None:
         """Stop sources, drain every queue, publish the last decisions, close the recording."""
         if not self._running:
             return
         self._running = False
+        self._closing.set()  # sources stop now: silence from here on is not a stall
         for sensor in self.sensors:
             try:
                 sensor.stop()
@@ -820,7 +852,7 @@ class LivePipeline:
             entry = lat.get(kind, {})
             return {"p50": entry.get("p50"), "p95": entry.get("p95")}
 
-        stalls = [g for r in self._videos for g in r.gaps]
+        stalls = [g for r in self._videos for g in r.gaps] + list(self.physio_gaps)
         return {
             "events": self.counters.decisions,
             "candidates": self.counters.candidates,
