@@ -50,6 +50,21 @@ class _FaceAssets:
                 self._fields[key] = au_field(self.face, au, side)
             return self._fields[key]
 
+    def combined_peak(self, aus: list[tuple[int, str, float]]) -> float:
+        """Peak displacement (px) of a weighted AU combination at unit amplitude."""
+        fields = [(self.field(au, side), w) for au, side, w in aus]
+        y0 = min(f.y0 for f, _ in fields)
+        x0 = min(f.x0 for f, _ in fields)
+        y1 = max(f.y0 + f.shape[0] for f, _ in fields)
+        x1 = max(f.x0 + f.shape[1] for f, _ in fields)
+        dx = np.zeros((y1 - y0, x1 - x0), np.float32)
+        dy = np.zeros_like(dx)
+        for f, w in fields:
+            h, wd = f.shape
+            dx[f.y0 - y0 : f.y0 - y0 + h, f.x0 - x0 : f.x0 - x0 + wd] += w * f.dx
+            dy[f.y0 - y0 : f.y0 - y0 + h, f.x0 - x0 : f.x0 - x0 + wd] += w * f.dy
+        return float(np.hypot(dx, dy).max()) or 1.0
+
     def depth_base(self, distance: float) -> tuple[np.ndarray, np.ndarray]:
         """Base depth (float32 mm, 0 = hole) and the face mask, for a nose-tip ``distance``."""
         with self._lock:
@@ -405,13 +420,14 @@ class SyntheticSession:
         return np.clip(d, 0, 65535).astype(np.uint16)
 
     def motion(self, position: int) -> float:
-        """Peak facial (AU) displacement in pixels at ``position``, excluding head motion."""
-        self._check(position)
-        row = self.timeline.weights[position]
+        """Peak facial displacement (px) of the expressions and blinks at ``position``, excluding
+        head motion and speech: the ground-truth motion signal a spotter is after."""
+        position = self._check(position)
         peak = 0.0
-        for k in np.flatnonzero(row):
-            au, _ = self.timeline.keys[k]
-            peak = max(peak, abs(float(row[k])) * (self._blink_px if au == BLINK_AU else 1.0))
+        for e in [*self.timeline.expressions, *self.timeline.blinks]:
+            if e.onset <= position <= e.offset:
+                amp = e.amplitude * (self._blink_px if e.kind == "blink" else 1.0)
+                peak = max(peak, amp * float(e.profile()[position - e.onset]))
         return peak
 
     # ------------------------------------------------------------------ export
@@ -518,7 +534,8 @@ def generate_session(
     if n_frames < 2:
         raise ValueError(f"{seconds} s at {fps} fps is fewer than 2 frames")
     rng = np.random.default_rng([seed, 1])
-    timeline = plan_timeline(rng, n_frames=n_frames, fps=fps, height=face.size[1], cfg=config, min_me=min_me)
+    timeline = plan_timeline(rng, n_frames=n_frames, fps=fps, height=face.size[1], cfg=config, min_me=min_me,
+                             peak=_assets(face).combined_peak)
     events = [
         {"t": e.onset / fps, "kind": e.kind, "emotion": e.emotion} for e in timeline.expressions
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,8 +99,14 @@ def plan_timeline(
     height: int,
     cfg: SynthConfig,
     min_me: int = 0,
+    peak: Callable[[list[tuple[int, str, float]]], float] | None = None,
 ) -> Timeline:
-    """Draw one video's events and distractors (deterministic for a given ``rng`` state)."""
+    """Draw one video's events and distractors (deterministic for a given ``rng`` state).
+
+    ``peak(aus)`` gives the peak displacement of a weighted AU combination on the face at unit
+    amplitude; weights are divided by it, so an expression's ``amplitude`` is its true apex
+    displacement even where AU fields overlap.
+    """
     seconds = n_frames / fps
     px = height / 480.0
     emotions = list(cfg.emotions)
@@ -146,7 +153,9 @@ def plan_timeline(
         au_text = _draw_aus(rng, emotion, cfg)
         aus = [(au, side, float(rng.uniform(0.6, 1.0))) for au, side in parse_aus(au_text)]
         top = max(w for _, _, w in aus)
-        aus = [(au, side, w / top) for au, side, w in aus]  # the strongest AU reaches the amplitude
+        aus = [(au, side, w / top) for au, side, w in aus]
+        scale = peak(aus) if peak is not None else 1.0
+        aus = [(au, side, w / scale) for au, side, w in aus]  # combined apex motion = amplitude
         expressions.append(
             Expression(kind, onset, apex, hold, offset, amp, aus, au_text, emotion, objective_class(au_text))
         )
