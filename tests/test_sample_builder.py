@@ -70,6 +70,7 @@ def test_physio_without_rate_is_an_error():
         build_sample(config=CFG, physio={"eda": np.ones(1600)})
 
 
+@pytest.mark.slow
 def test_sample_from_synthetic_recording(faces_dir, tracker):
     from mmer.synth import generate_session
 

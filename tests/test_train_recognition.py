@@ -44,9 +44,9 @@ def toy_set(n_subjects=4, per_subject=6, seed=0, emotions=("disgust", "happy", "
 
 def test_tiny_loso_learns_and_is_deterministic(tmp_path):
     ss = toy_set()
-    opts = TrainOptions(model="late_fusion", epochs=12, batch_size=8, lr=1e-2, seed=3)
+    opts = TrainOptions(model="physionet", modalities=("physio",), epochs=10, batch_size=8, lr=1e-2, seed=3)
     a = cross_validate(ss, opts, out_dir=tmp_path / "a", progress=False)
-    b = cross_validate(ss, opts, progress=False)
+    b = cross_validate(ss, opts, progress=False, save_final=False)
     assert a["n_folds"] == 4 and a["n_samples"] == 24
     assert a["uf1"] > 0.6  # chance is ~0.33; the toy classes are separable
     assert a["uf1"] == b["uf1"] and a["confusion"] == b["confusion"]
@@ -55,7 +55,7 @@ def test_tiny_loso_learns_and_is_deterministic(tmp_path):
     assert "never used for selection" in a["selection"]
     assert (tmp_path / "a" / "confusion.png").is_file()
     assert (tmp_path / "a" / "predictions.csv").read_text().startswith("subject,sample,label,pred,fold")
-    model, meta = load_checkpoint(tmp_path / "a" / "model.pt", model="late_fusion")
+    model, meta = load_checkpoint(tmp_path / "a" / "model.pt", model="physionet")
     assert meta["class_names"] == CLASSES and meta["features"]["image_size"] == 16
     saved = json.loads((tmp_path / "a" / "results.json").read_text())
     assert saved["uf1"] == pytest.approx(a["uf1"])

@@ -36,7 +36,7 @@ HELD_OUT_FACE = "45-m7-di-ph.jpg"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="hsta", help="fusion model for the multimodal part (default hsta)")
+    parser.add_argument("--model", default="hsta_tiny", help="fusion model for the multimodal part (default hsta_tiny)")
     parser.add_argument("--flow-model", default="ststnet", help="model for the flowimages LOSO (default ststnet)")
     parser.add_argument("--flow-subjects", type=int, default=68, help="synthetic subjects in the flowimages set (68)")
     parser.add_argument("--flow-seconds", type=float, default=15.0, help="seconds per flowimages session (15)")

@@ -15,10 +15,10 @@ HSTA: first the two video streams query each other (appearance over time vs. ons
 then each modality (video, depth, physio) queries the tokens of all the others. A missing modality
 is removed from the keys through ``key_padding_mask`` and from the final pooling through the mask;
 an always-present learned null token keeps attention defined when a sample has one modality only.
-Each modality also has an auxiliary classifier on its USTA summary, trained with deep supervision;
-the log-probabilities of the present modalities' classifiers are summed (a product of experts,
-which accumulates evidence from modalities whose noise is independent) and added to the CSTA
-head's logits: hybrid early/late fusion.
+Each modality also has an auxiliary classifier on its USTA summary, trained with deep supervision
+on its own loss; the log-probabilities of the present video and physiology classifiers are summed
+(a product of experts, which accumulates evidence from modalities whose noise is independent) and
+added to the CSTA head's logits: hybrid early/late fusion. Depth contributes through attention.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class HSTA(RecognitionModel):
         flow_patch: int | None = None,
         dropout: float = 0.1,
         modality_dropout: float = 0.25,
-        aux_weight: float = 0.5,
+        aux_weight: float = 1.0,
         name: str = "hsta",
     ) -> None:
         # token grids stay 2x2 (frames, depth) and 4x4 (flow) whatever the image size (28-64 px)
@@ -123,6 +123,7 @@ class HSTA(RecognitionModel):
         # every encoder discriminative, and their mean joins the fused logits (hybrid fusion)
         self.aux = nn.ModuleDict({k: nn.Linear(dim, inp.n_classes) for k in ("video", "depth", "physio")})
         self.aux_weight = aux_weight
+        self.register_buffer("expert_votes", torch.tensor([1.0, 0.0, 1.0]), persistent=False)
         self._aux_logits: torch.Tensor | None = None
 
     # --- single-modal encoders -------------------------------------------------------------
@@ -183,8 +184,13 @@ class HSTA(RecognitionModel):
                   "physio": streams["physio"]}
         aux = torch.stack([self.aux[k](single[k].mean(1)) for k in names], 1)  # (B, 3, n_classes)
         self._aux_logits = aux
-        # product of the present modalities' experts (sum of log-probabilities) plus the CSTA head
-        experts = (torch.log_softmax(aux, -1) * present[:, :, None]).sum(1)
+        # product of the video and physiology experts (sum of log-probabilities) plus the CSTA head.
+        # The experts learn only from their own loss (detached here), so joint training cannot let
+        # the easiest modality silence the others. Depth joins through attention only: its expert
+        # (still trained, for deep supervision) overfits the millimetre noise of small depth changes
+        # and made fused decisions worse on development data when it voted.
+        votes = present * self.expert_votes
+        experts = (torch.log_softmax(aux.detach(), -1) * votes[:, :, None]).sum(1)
         return self.head(z) + experts
 
     def training_loss(self, batch: dict, target: torch.Tensor, loss_fn) -> torch.Tensor:

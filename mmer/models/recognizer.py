@@ -20,7 +20,7 @@ __all__ = ["DEMO_CHECKPOINT", "Recognizer"]
 
 #: The small checkpoint shipped with mmer (HSTA-tiny, 3 classes, trained on synthetic data; see
 #: ``docs/readme/recognition.md`` for the command that made it).
-DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "hsta_demo.pt"
+DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "demo.pt"
 
 
 class Recognizer:
