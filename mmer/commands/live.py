@@ -71,7 +71,7 @@ def run_session(config, *, record: Path | None = None, seconds: float | None = N
     sources = list(sources or [])
     replay = None
     if config.replay is not None:
-        replay = ReplaySource(config.replay)
+        replay = ReplaySource(config.replay, decisions=config.outputs.events_stream)
         sources.append(replay)
     install_sigterm()
     pipeline = LivePipeline(config, sources=sources, record_dir=record)

@@ -18,7 +18,8 @@ class ReplaySource:
 
     name = "replay"
 
-    def __init__(self, replay: ReplayConfig | None = None, *, player=None, truth_markers: bool = True) -> None:
+    def __init__(self, replay: ReplayConfig | None = None, *, player=None, truth_markers: bool = True,
+                 decisions: str = "mmer.events") -> None:
         if (replay is None) == (player is None):
             raise ValueError("give either a replay config or a player")
         if player is None:
@@ -26,8 +27,8 @@ class ReplaySource:
 
             options = {"part": replay.part} if replay.part else {}
             dataset = open_dataset(replay.kind, replay.path, subjects=replay.subjects, videos=replay.videos, **options)
-            player = Player(dataset, speed=replay.speed, loop=replay.loop, truth_markers=truth_markers,
-                            wait_consumers=True, consumer_timeout=60.0)
+            player = Player(_WithoutDecisions(dataset, decisions), speed=replay.speed, loop=replay.loop,
+                            truth_markers=truth_markers, wait_consumers=True, consumer_timeout=60.0)
         self.player = player
 
     def start(self) -> ReplaySource:
@@ -47,3 +48,20 @@ class ReplaySource:
 
     def frames_sent(self) -> int:
         return int(self.player.stats.frames)
+
+
+class _WithoutDecisions:
+    """Recordings without their recorded decision stream: the pipeline publishes fresh decisions
+    under that name, and a replayed copy would both clash with it and wait for a consumer.
+    Iterable again and again, so ``loop`` replays work."""
+
+    def __init__(self, dataset, name: str) -> None:
+        self.dataset, self.name = dataset, name
+
+    def __iter__(self):
+        for recording in self.dataset.recordings():
+            for key in [k for k, t in recording.samples.items() if t.spec.name == self.name]:
+                log.info("not replaying the recorded decision stream %s of %s/%s", self.name, recording.subject,
+                         recording.video)
+                del recording.samples[key]
+            yield recording
