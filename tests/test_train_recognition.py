@@ -143,7 +143,7 @@ def test_commands_train_predict_evaluate(tmp_path, capsys):
     data = ss.save(tmp_path / "set.npz")
     out = tmp_path / "run"
     assert main(["train", "--data", f"samples:{data}", "--model", "physionet", "--epochs", "3",
-                 "--modalities", "physio", "--out", str(out), "--json"]) == 0
+                 "--modalities", "physio", "--workers", "1", "--out", str(out), "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["n_folds"] == 4 and res["modalities"] == ["physio"] and res["model"] == "physionet"
     assert main(["evaluate", "recognition", str(out / "predictions.csv"), "--json"]) == 0
@@ -155,5 +155,15 @@ def test_commands_train_predict_evaluate(tmp_path, capsys):
     assert pr["n_samples"] == 24 and pr["n_labelled"] == 24
     assert main(["predict", str(out / "model.pt"), "--data", f"samples:{data}", "--modalities", "video"]) == 2
     assert "cannot use ['video']" in capsys.readouterr().err
-    assert main(["train", "--data", f"samples:{data}", "--model", "nosuch", "--epochs", "1"]) == 2
+    assert main(["train", "--data", f"samples:{data}", "--model", "nosuch", "--epochs", "1", "--workers", "1"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_parallel_folds_match_sequential():
+    ss = toy_set()
+    opts = dict(model="physionet", modalities=("physio",), epochs=3, batch_size=8, seed=1)
+    seq = cross_validate(ss, TrainOptions(**opts, workers=1), progress=False, save_final=False)
+    par = cross_validate(ss, TrainOptions(**opts, workers=2), progress=False, save_final=False)
+    assert par["n_folds"] == seq["n_folds"] == 4
+    assert par["confusion"] == seq["confusion"]  # seeded per fold: the process layout does not matter

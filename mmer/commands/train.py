@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 
 from mmer.commands._output import print_json
 
@@ -43,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--selection", choices=("fixed", "val"), default="fixed",
                    help="fixed epochs, or best epoch on a validation split of the training subjects")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of training subjects for --selection val")
-    p.add_argument("--workers", type=int, default=1, help="folds trained in parallel processes (default 1)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="folds trained in parallel processes, one torch thread each (default 0: one per core, at most 4)")
     p.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="architecture option, e.g. dim=32 (repeatable; VALUE is JSON or text)")
     p.add_argument("--out", help="folder for results.json, predictions.csv, confusion.png and model.pt")
@@ -89,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     opts = TrainOptions(
         model=args.model, protocol=args.protocol, folds=args.folds, labels=args.labels,
         modalities=parse_modalities(args.modalities), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        seed=args.seed, selection=args.selection, val_fraction=args.val_fraction, workers=args.workers,
+        seed=args.seed, selection=args.selection, val_fraction=args.val_fraction,
+        workers=args.workers if args.workers > 0 else max(1, min(os.cpu_count() or 1, 4)),
         model_cfg=parse_model_opts(args.model_opt),
     )
     ss = load_samples(args.data, config=feature_config(args), cache=not args.no_cache)
