@@ -48,7 +48,7 @@ def test_bench_transport_shape():
 
 @pytest.mark.slow
 def test_bench_buffer_shape():
-    result = buffer.run(_args(buffer, ["--duration", "0.6", "--warmup", "0.3", "--seconds", "5"]))
+    result = buffer.run(_args(buffer, ["--duration", "0.6", "--warmup", "0.3", "--seconds", "5", "--rounds", "1"]))
     rates = result["samples_per_s"]
     assert set(rates) == {"mmer", "mne_lsl", "pylsl_list"}
     assert all(v > 0 for v in rates.values())
