@@ -159,3 +159,21 @@ def test_spot_and_evaluate_a_synthetic_casme3_set(faces_dir, tmp_path, capsys):
     assert result["me"]["tp"] >= 1
     assert list((tmp_path / "plots").glob("*.png"))
 
+
+
+@pytest.mark.slow
+def test_bench_spot_reports_the_contract_keys(faces_dir):
+    import argparse
+
+    from mmer.bench import spot as bench_spot
+
+    parser = argparse.ArgumentParser()
+    bench_spot.add_arguments(parser)
+    args = parser.parse_args(["--sessions", "1", "--seconds", "3", "--tvl1-pairs", "1", "--faces-dir", str(faces_dir)])
+    result = bench_spot.run(args)
+    assert set(result["f1"]) == {"me", "mae", "overall"}
+    assert {"total", "face", "align", "flow", "signal", "peaks"} <= set(result["ms_per_frame"])
+    assert result["frames"] == 90
+    assert result["flow_ms_per_pair"]["tvl1"] > result["flow_ms_per_pair"]["dis"]
+    with pytest.raises(ValueError, match="seeds must be >= 1000"):
+        bench_spot.run(parser.parse_args(["--seed", "5"]))

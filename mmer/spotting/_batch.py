@@ -74,7 +74,8 @@ def spot_frames(
         found.extend(spotter.flush())
         face = spotter.tracker.stats.as_dict()
         face["lost_intervals"] = [list(iv) for iv in spotter.tracker.lost_intervals()]
-        result = SpotResult(subject, video, found, spotter.signal, face, dict(spotter.rejected),
+        signal = {name: list(rows) for name, rows in spotter.signal.items()}
+        result = SpotResult(subject, video, found, signal, face, dict(spotter.rejected),
                             spotter.ms_per_frame(), spotter.frames, damaged)
     if result.frames and face["with_landmarks"] == 0:
         result.notes.append("no face found in any frame: no candidates")

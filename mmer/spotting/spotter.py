@@ -18,18 +18,22 @@ How it works (one pass per frame, the batch form replays a recording through the
    talking mouth does not dominate); the frame score is the largest ROI score, smoothed. Macro
    expressions get the same treatment at a longer scale ``K = macro_scale * k``, with ``P(i) -
    P(i-K)`` chained from the k-step vectors.
-4. **Peaks** - a frame is an apex when its score is the local maximum over ``+-k`` frames and
-   exceeds ``mean + p * (max - mean)`` of the score over a trailing window (and a floor).
+4. **Peaks** - a frame is an apex when its score is the local maximum over half the scale on
+   either side and exceeds ``mean + p * (max - mean)`` of the score over a trailing window (and
+   a floor).
 5. **Interval** - onset and offset come from a displacement profile: flow from a neutral frame
    before the apex to every frame around it, in the winning ROI, detrended between the neutral
-   frames; onset/offset are where the profile crosses ``edge_fraction`` of its peak. The type is
-   ME when the interval is at most ``max_me_s`` long, else macro.
-6. **Blinks** - a frame whose eye aspect ratio dips below ``blink_drop`` of its recent median is a
-   blink; the eye ROIs score zero wherever a blink lies within the comparison span, so blinks
-   never become candidates (the suppressed frames are counted).
+   frames; onset/offset are where the tangent through its ``edge_fraction`` and
+   ``3 * edge_fraction`` crossings reaches zero. The type is ME when the interval is at most
+   ``max_me_s`` long, else macro; the ME scale drops longer intervals and bumps riding on a larger
+   movement (the macro scale judges those).
+6. **Blinks and speech** - a frame whose eye aspect ratio dips below ``blink_drop`` of its recent
+   median is a blink; the eye, brow and glabella ROIs score zero wherever a blink lies within the
+   comparison span, so blinks never become candidates (the suppressed frames are counted). A
+   candidate during repeated opening and closing of the lips (speech) is dropped and counted.
 
-A candidate is emitted as soon as its apex is confirmed and its offset is known: at most
-``2 k`` frames after the apex for MEs, i.e. within the longest ME after its offset.
+A candidate is emitted as soon as its apex is confirmed and its offset is known: ``1.5 k + 1``
+frames after the apex for MEs, i.e. within the longest ME after its offset.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import cv2
@@ -113,10 +118,13 @@ class SpotterConfig:
     edge_fraction : float
         Onset/offset: the tangent through the profile's crossings of ``edge_fraction`` and
         ``3 * edge_fraction`` of its peak, extended to zero.
+    ramp_ratio : float
+        An ME candidate whose ROI ends more than ``ramp_ratio`` times its peak displacement
+        away from where it started is part of a larger movement and is dropped.
     speech_s, speech_step, speech_reversals : float, float, int
         A candidate is dropped as speech when the lip gap (landmarks 13-14, in
         units of the outer-eye-corner distance) reverses ``speech_reversals`` times by more than
-        ``speech_step`` within ``+-speech_s``.
+        ``max(speech_step, 5 x its noise)`` within ``+-speech_s``.
     blink_drop : float
         A blink is an eye aspect ratio below ``blink_drop`` times its median over the
         previous ``blink_s`` seconds.
@@ -135,10 +143,11 @@ class SpotterConfig:
     noise_s: float = 4.0
     noise_floor_px: float = 0.03
     macro: bool = True
-    macro_scale: int = 4
+    macro_scale: int = 6
     edge_fraction: float = 0.2
+    ramp_ratio: float = 0.6
     speech_s: float = 0.8
-    speech_step: float = 0.008
+    speech_step: float = 0.010
     speech_reversals: int = 3
     blink_drop: float = 0.85
     blink_s: float = 1.0
@@ -219,15 +228,30 @@ class Spotter:
     config : SpotterConfig, optional
     tracker : FaceTracker, optional
         A tracker to share (the live pipeline may already run one); made here otherwise.
+    signal_frames : int, optional
+        Keep the per-frame score of only this many recent frames (live sessions); all by default.
+    clock : callable
+        Clock for the stage timings: wall time by default (latency); ``time.process_time`` gives
+        the CPU cost, which other load on the machine does not inflate.
 
     Notes
     -----
     ``push`` returns the candidates confirmed by that frame; ``flush`` returns the rest at the end
     of a stream. ``timings`` holds the seconds spent per stage, ``frames`` the frames pushed,
-    ``rejected`` the counts of dropped candidates by reason, ``signal`` the per-frame score.
+    ``rejected`` the counts of dropped candidates by reason, ``signal`` the per-frame score as
+    ``(frame_index, t, score)`` per scale.
     """
 
-    def __init__(self, *, config: SpotterConfig | None = None, tracker: FaceTracker | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        config: SpotterConfig | None = None,
+        tracker: FaceTracker | None = None,
+        signal_frames: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if signal_frames is not None and signal_frames < 1:
+            raise ValueError(f"signal_frames must be a positive frame count or None, got {signal_frames}")
         self.config = config or SpotterConfig()
         self._own_tracker = tracker is None
         self.tracker = tracker or FaceTracker()
@@ -244,11 +268,13 @@ class Spotter:
         self._boxes: dict[str, tuple[int, int, int, int]] | None = None
         self._noise: deque = deque(maxlen=max(8, round(cfg.noise_s * cfg.fps)))
         self._ears: deque = deque(maxlen=max(4, round(cfg.blink_s * cfg.fps)))
-        self._emitted: list[Candidate] = []
+        self._mouth_steps: deque = deque(maxlen=max(8, round(10.0 * cfg.fps)))
+        self._emitted: deque = deque(maxlen=32)
+        self._clock = clock
         self.timings = dict.fromkeys(STAGES, 0.0)
         self.frames = 0
-        self.rejected = {"blink_frames": 0, "speech": 0, "too_long": 0, "overlap": 0, "no_face": 0}
-        self.signal: dict[str, list[tuple[int, float, float]]] = {t.name: [] for t in self._tracks}
+        self.rejected = {"blink_frames": 0, "speech": 0, "too_long": 0, "ramp": 0, "overlap": 0, "no_face": 0}
+        self.signal: dict[str, deque] = {t.name: deque(maxlen=signal_frames) for t in self._tracks}
 
     # -- public -------------------------------------------------------------------------------
     def push(self, frame_index: int, t: float, frame: np.ndarray | None) -> list[Candidate]:
@@ -270,36 +296,36 @@ class Spotter:
         self._frames[pos] = rec
         self._frames.pop(pos - self._keep, None)
 
-        t0 = time.perf_counter()
+        t0 = self._clock()
         result = self.tracker.process(frame, frame_index=int(frame_index)) if frame is not None else None
-        t1 = time.perf_counter()
+        t1 = self._clock()
         self.timings["face"] += t1 - t0
         if result is not None and result.found:
             self._align(frame, result.landmarks, rec)
-        t2 = time.perf_counter()
+        t2 = self._clock()
         self.timings["align"] += t2 - t1
         self._flow(pos, rec)
-        t3 = time.perf_counter()
+        t3 = self._clock()
         self.timings["flow"] += t3 - t2
         for track in self._tracks:
             self._score(track, pos)
-        t4 = time.perf_counter()
+        t4 = self._clock()
         self.timings["signal"] += t4 - t3
         out = []
         for track in self._tracks:
             out.extend(self._peaks(track, pos, final=False))
         out = self._arbitrate(out)
-        self.timings["peaks"] += time.perf_counter() - t4
+        self.timings["peaks"] += self._clock() - t4
         return out
 
     def flush(self) -> list[Candidate]:
         """End of stream: score the frames whose future is missing and return the last candidates."""
-        t4 = time.perf_counter()
+        t4 = self._clock()
         out = []
         for track in self._tracks:
             out.extend(self._peaks(track, self._pos - 1, final=True))
         out = self._arbitrate(out)
-        self.timings["peaks"] += time.perf_counter() - t4
+        self.timings["peaks"] += self._clock() - t4
         return out
 
     def ms_per_frame(self) -> dict[str, float]:
@@ -341,6 +367,9 @@ class Spotter:
                 self._ears.append(ear)
         eyes = float(np.linalg.norm(landmarks[33] - landmarks[263]))
         rec.mouth = float(np.linalg.norm(landmarks[13] - landmarks[14])) / max(eyes, 1e-6)
+        previous = self._frames.get(self._pos - 2)
+        if previous is not None and np.isfinite(previous.mouth):
+            self._mouth_steps.append(abs(rec.mouth - previous.mouth))
         matrix = alignment_matrix(landmarks, size=cfg.crop_size)
         if self._matrix is None:
             self._matrix = matrix
@@ -350,7 +379,10 @@ class Spotter:
             if self._moved(matrix) > (4.0 if dipping else 1.0) * cfg.realign_px:
                 self._matrix = matrix
         matrix = self._matrix
-        grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY if frame.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
+        if frame.ndim == 2 or frame.shape[2] == 1:
+            grey = frame.reshape(frame.shape[:2])
+        else:
+            grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY if frame.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
         crop = cv2.warpAffine(grey, matrix, (cfg.crop_size, cfg.crop_size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
         mean, std = cv2.meanStdDev(crop)
@@ -475,16 +507,22 @@ class Spotter:
         # Neutral ends: half the ME scale beyond the comparison span, half the scale for macros
         # (a long expression must not reach into its own baseline).
         pad = max(1, self.k // 2) if track.name == "me" else max(1, scale // 2)
-        lo, hi = j - scale - pad, j + scale + pad
-        ends = (self._frames.get(lo), self._frames.get(hi))
-        if any(f is None or f.crop is None for f in ends):
+        # At the start and end of a stream the window is clipped to the frames there are, and each
+        # end moves inwards to the nearest frame with a face.
+        lo = max(j - scale - pad, self._pos - self._keep + 1, 0)
+        hi = min(j + scale + pad, self._pos - 1)
+        while lo < j and (self._frames.get(lo) is None or self._frames[lo].crop is None):
+            lo += 1
+        while hi > j and (self._frames.get(hi) is None or self._frames[hi].crop is None):
+            hi -= 1
+        if j - lo < max(2, scale // 2) or hi - j < max(2, scale // 2):
             self.rejected["no_face"] += 1
             return None
         step = 1 if track.name == "me" else 2
         positions = list(range(lo, hi + 1, step))
         if positions[-1] != hi:
             positions.append(hi)
-        base = ends[0].crop
+        base = self._frames[lo].crop
         disp = {}
         for i in positions:
             rec = self._frames.get(i)
@@ -497,13 +535,19 @@ class Spotter:
         xs = np.array(sorted(disp), dtype=np.float64)
         d = np.array([disp[int(i)] for i in xs])
         # Neutral at both ends: remove the straight line between them (slow drift, rigid residue).
-        d = d - d[0] - np.outer((xs - xs[0]) / (xs[-1] - xs[0]), d[-1] - d[0])
+        drift = d[-1] - d[0]
+        d = d - d[0] - np.outer((xs - xs[0]) / (xs[-1] - xs[0]), drift)
         direction = d[int(np.searchsorted(xs, j))]
         norm = np.linalg.norm(direction)
         if norm <= 1e-9:
             return None
         profile = d @ (direction / norm)
         peak = int(np.argmax(profile))
+        if track.name == "me" and np.linalg.norm(drift) > cfg.ramp_ratio * profile[peak]:
+            # The region ends far from where it started: a bump on the rise or fall of a larger
+            # movement, which the macro scale judges whole.
+            self.rejected["ramp"] += 1
+            return None
         on_x = _edge(xs[: peak + 1][::-1], profile[: peak + 1][::-1], cfg.edge_fraction)
         off_x = _edge(xs[peak:], profile[peak:], cfg.edge_fraction)
         on_pos = int(np.clip(np.floor(on_x), lo, xs[peak]))
@@ -541,8 +585,9 @@ class Spotter:
         if len(gaps) < 4:
             return False
         gaps = np.asarray(gaps)
-        # Noise from the quietest quarter of frame-to-frame changes (speech fills the rest).
-        step = max(self.config.speech_step, 6.0 * float(np.percentile(np.abs(np.diff(gaps)), 25)))
+        # Landmark noise: the median frame-to-frame change over the last 10 s.
+        noise = float(np.median(np.asarray(self._mouth_steps))) if self._mouth_steps else 0.0
+        step = max(self.config.speech_step, 5.0 * noise)
         reversals, direction, extreme = 0, 0, gaps[0]
         for g in gaps[1:]:
             if direction >= 0 and g > extreme:
@@ -566,7 +611,7 @@ class Spotter:
         """Drop a candidate that overlaps one already emitted (the earlier, confirmed one wins)."""
         out = []
         for cand in sorted(found, key=lambda c: -c.score):
-            if any(c.onset <= cand.offset and cand.onset <= c.offset for c in self._emitted[-20:] + out):
+            if any(c.onset <= cand.offset and cand.onset <= c.offset for c in [*self._emitted, *out]):
                 self.rejected["overlap"] += 1
                 continue
             out.append(cand)
