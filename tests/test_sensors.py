@@ -268,10 +268,16 @@ def test_registry():
 
 
 def test_cli_sensors_list_and_stream(shared_data, capsys):
-    assert main(["sensors", "list", "--timeout", "0.2", "--json"]) == 0
+    from mmer.streams import physio_spec
+    from mmer.transport import SampleOutlet
+
+    visible = SampleOutlet(physio_spec("PPG", name=_uid("list.ppg"), source_id=_uid("list-ppg")))
+    assert main(["sensors", "list", "--timeout", "1.0", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {a["name"] for a in out["adapters"]} >= {"camera", "lsl-physio"}
-    assert isinstance(out["streams"], list)
+    row = next(s for s in out["streams"] if s["source_id"] == visible.spec.source_id)
+    assert row["type"] == "PPG" and row["rate"] == 200 and row["channels"] == 1
+    visible.close()
     video = str(shared_data / "video" / "single_face.mp4")
     assert main(["stream", "camera", "--source", video, "--fast", "--seconds", "20",
                  "--source-id", _uid("cli"), "--name", _uid("cli"), "--json"]) == 0
