@@ -161,7 +161,6 @@ class Track:
         self.last_raw: float | None = None
         self.last_index: int | None = None
         self.last_arrival = time.monotonic()
-        self.created = self.last_arrival
         self.stalled = False
         self._pruned_missing = 0
         self._pruned_bad = 0
