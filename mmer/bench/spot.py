@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> dict:
         totals: dict[str, float] = {}
         frames = 0
         wall = 0.0
+        # Crop pairs for the flow-cost comparison, spread evenly over all sessions.
+        stride = max(1, int(args.sessions * args.seconds * 30) // max(args.tvl1_pairs, 1))
         crop_pairs: list[tuple[np.ndarray, np.ndarray]] = []
         for i in range(args.sessions):
             face, seed = faces[i % len(faces)], args.seed + i
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> dict:
                     t0 = time.perf_counter()
                     found.extend(spotter.push(index, t, frame))
                     wall += time.perf_counter() - t0
-                    if len(crop_pairs) < args.tvl1_pairs and spotter.frames % 97 == 0:
+                    if len(crop_pairs) < args.tvl1_pairs and (frames + spotter.frames) % stride == stride // 2:
                         pair = spotter.crop_pair()
                         if pair is not None:
                             crop_pairs.append(pair)

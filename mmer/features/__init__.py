@@ -7,6 +7,8 @@ from mmer.features.flow import (
     optical_flow,
     optical_strain,
     remove_head_motion,
+    remove_rigid_motion,
+    rigid_motion,
     roi_motion,
 )
 from mmer.features.roi import REFERENCE_ROI, ROI_AUS, ROI_LANDMARKS, eye_aspect_ratio, face_rois
@@ -22,6 +24,8 @@ __all__ = [
     "optical_flow",
     "optical_strain",
     "remove_head_motion",
+    "remove_rigid_motion",
+    "rigid_motion",
     "roi_motion",
     "REFERENCE_ROI",
     "ROI_AUS",

@@ -452,7 +452,7 @@ class Spotter:
             if self._blink_near(j, track.scale):
                 # Eyelids in a blink go out and back like an ME: the eye ROIs sit this one out.
                 per_roi[_EYE_ROIS] = 0.0
-                self.rejected["blink_frames"] += 1
+                self.rejected["blink_frames"] += track.name == "me"
             roi = int(np.argmax(per_roi))
             score = float(per_roi[roi])
         track.scores[j] = score
