@@ -314,3 +314,57 @@ def test_mmer_stream_stops_cleanly_on_ctrl_c(shared_data):
     assert "stopping (interrupted)" in err
     health = json.loads(out.strip().splitlines()[-1])["health"]
     assert health["frames"] > 10 and health["errors"] == 0, (health, err[-3000:])
+
+
+class _FakeWebcam:
+    """Stand-in for a UVC webcam (none exists here): 30 fps, one 0.1 s stall, then it goes dark."""
+
+    opened = 0
+
+    def __init__(self, source):
+        type(self).opened += 1
+        self.n = 0
+        self.dark = type(self).opened == 1  # the first instance dies after 20 frames; a reopen heals it
+
+    def isOpened(self):
+        return True
+
+    def get(self, prop):
+        return {cv2.CAP_PROP_FRAME_WIDTH: 32, cv2.CAP_PROP_FRAME_HEIGHT: 24, cv2.CAP_PROP_FPS: 30.0}.get(prop, 0)
+
+    def set(self, prop, value):
+        return True
+
+    def getBackendName(self):
+        return "FAKE"
+
+    def grab(self):
+        if self.dark and self.n >= 20:
+            time.sleep(0.001)
+            return False
+        time.sleep(1 / 30 + (0.1 if self.n == 10 else 0.0))
+        self.n += 1
+        return True
+
+    def retrieve(self):
+        return True, np.full((24, 32, 3), self.n % 256, np.uint8)
+
+    def release(self):
+        pass
+
+
+def test_camera_device_loop_counts_drops_and_reopens(monkeypatch):
+    _FakeWebcam.opened = 0
+    monkeypatch.setattr("mmer.sensors.camera.cv2.VideoCapture", _FakeWebcam)
+    cam = CameraSensor(source=0, name=_uid("dev"), source_id=_uid("dev"))
+    with cam:
+        assert cam.specs[0].extra["video/backend"] == "FAKE"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and cam.health.frames < 30:
+            time.sleep(0.05)
+    health = cam.health
+    assert health.frames >= 30
+    assert health.reconnects == 1 and _FakeWebcam.opened == 2
+    # The 0.1 s stall leaves a 4-period interval (3 frames dropped); the reopen (30 failed grabs,
+    # then 1 s) leaves at least 1.5 s without frames, about 45 periods, all counted as dropped.
+    assert 3 + 40 <= health.frames_dropped <= 3 + 120, health
