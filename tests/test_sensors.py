@@ -244,10 +244,12 @@ def test_lsl_physio_inlet_republishes_a_device_stream():
             t0 = local_clock()
             data = np.column_stack([np.arange(50), -np.arange(50), np.zeros(50)]).astype(np.float32)
             data[7, 0] = np.nan
-            device.push_chunk(data, t0 + np.arange(50) / 100.0 * 0 + 0.0)  # one stamp for the last sample
-            win = buf.window(t0 - 1.0, t0 + 0.001, timeout=5)
+            stamps = t0 - 0.5 + np.arange(50) / 100.0
+            device.push_chunk(data, stamps)
+            win = buf.window(t0 - 0.51, t0 - 0.009, timeout=5)
         sig = win.signals[key]
         assert len(sig) == 50
+        np.testing.assert_allclose(sig.timestamps, stamps, atol=1e-3)  # device clock = this clock here
         np.testing.assert_array_equal(np.isnan(sig.data[:, 0]), np.isnan(data[:, 0]))
         np.testing.assert_allclose(sig.data[~np.isnan(sig.data[:, 0]), 0], data[~np.isnan(data[:, 0]), 0])
         assert adapter.health.nans == 1 and adapter.health.samples == 50
