@@ -42,11 +42,18 @@ class _SignalTap(threading.Thread):
         self._stop_evt.set()
 
     def run(self) -> None:
+        offsets = dict.fromkeys(self.inlets, 0.0)
         while not self._stop_evt.is_set():
             for name, inlet in self.inlets.items():
-                samples, stamps = inlet.pull_chunk(timeout=0.0, max_samples=4096)
+                try:
+                    samples, stamps = inlet.pull_chunk(timeout=0.0, max_samples=4096)
+                    if stamps:
+                        offsets[name] = inlet.time_correction(timeout=1.0)
+                except Exception as err:  # noqa: BLE001 - pylsl's timeout/lost errors: the plot keeps the rest
+                    log.warning("plot tap %s: %s", name, err)
+                    continue
                 if stamps:
-                    self.data[name][0].extend(np.asarray(stamps) + inlet.time_correction())
+                    self.data[name][0].extend(np.asarray(stamps) + offsets[name])
                     self.data[name][1].extend(np.asarray(samples)[:, 0])
             self._stop_evt.wait(0.1)
         for inlet in self.inlets.values():

@@ -251,14 +251,19 @@ class _MarkerReader(threading.Thread):
         self._stop_evt.set()
 
     def run(self) -> None:
+        offset = 0.0
         while True:
             try:
                 samples, stamps = self.inlet.pull_chunk(timeout=0.1)
-            except Exception as err:  # noqa: BLE001 - a lost marker stream only loses the display
-                log.warning("marker stream stopped: %s", err)
-                break
+                if samples:
+                    offset = self.inlet.time_correction(timeout=1.0)
+            except Exception as err:  # noqa: BLE001 - pylsl's timeout/lost errors: keep what arrived
+                log.warning("marker stream %s: %s", self.name, err)
+                if self._stop_evt.is_set():
+                    break
+                continue
             for sample, ts in zip(samples, stamps, strict=True):
-                self.markers.append((float(ts + self.inlet.time_correction(timeout=1.0)), str(sample[0])))
+                self.markers.append((float(ts + offset), str(sample[0])))
             if self._stop_evt.is_set() and not samples:
                 break
         self.inlet.close_stream()
@@ -496,7 +501,10 @@ class LivePipeline:
                 self._physio_keys.append(key)
                 self._nominal[key] = found[name].nominal_srate()
         if inputs.truth and inputs.truth in found:
-            self._truth = _MarkerReader(found[inputs.truth])
+            try:
+                self._truth = _MarkerReader(found[inputs.truth])
+            except Exception as err:  # noqa: BLE001 - pylsl timeout: the truth only feeds reports
+                self._note(f"[missing] stream {inputs.truth}: {err}")
 
     def _start_status(self) -> None:
         from mmer.live.status import StatusView
