@@ -145,9 +145,9 @@ def _consume(kind: str, source_id: str, duration: float, warmup: float, seconds:
     except Exception as err:  # noqa: BLE001 - report to the parent
         conn.send(f"error: {err!r}")
     conn.close()
-    # The measurement is delivered. Skip interpreter teardown: once here, a consumer process died
-    # there with a fatal error (a library thread racing the shutdown), which says nothing about
-    # throughput but litters the output.
+    # The measurement is delivered; skip interpreter teardown. A child of this benchmark was once
+    # seen dying with a fatal error during shutdown (after sending its result), which says nothing
+    # about throughput but litters the output.
     os._exit(0)
 
 
