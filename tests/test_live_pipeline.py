@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import time
@@ -24,7 +25,7 @@ def checkpoint(tmp_path_factory):
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "live.pt")
 
 
-def _config(checkpoint, **over):
+def _config(checkpoint, csv_path=None, **over):
     cam = {"seed": SEED, "width": 320, "height": 240, "fps": 30, "depth": True}
     phys = {"seed": SEED, "width": 320, "height": 240, "channels": ["eda", "ecg"]}
     data = {
@@ -34,7 +35,7 @@ def _config(checkpoint, **over):
             {"adapter": "realsense", "required": False},
         ],
         "model": {"checkpoint": str(checkpoint)},
-        "outputs": {"status": False, "events_stream": "mmer.events"},
+        "outputs": {"status": False, "events_stream": "mmer.events", "events_csv": csv_path},
         "buffer": {"stall_timeout_s": 1.0},
         "inputs": {"resolve_timeout_s": 5.0},
     }
@@ -43,8 +44,8 @@ def _config(checkpoint, **over):
 
 
 @pytest.mark.slow
-def test_pipeline_decides_early_then_late_and_survives_a_dying_sensor(checkpoint):
-    pipeline = LivePipeline(_config(checkpoint))
+def test_pipeline_decides_early_then_late_and_survives_a_dying_sensor(checkpoint, tmp_path):
+    pipeline = LivePipeline(_config(checkpoint, csv_path=str(tmp_path / "decisions.csv")))
     pipeline.start()
     events = MarkerCollector("mmer.events")
     events.start()
@@ -94,6 +95,9 @@ def test_pipeline_decides_early_then_late_and_survives_a_dying_sensor(checkpoint
             assert "physio" not in d.modalities
     assert all(stages == ["early", "late"] for stages in by_candidate.values()), by_candidate
     assert summary["candidates"] == len(by_candidate)
+    with open(tmp_path / "decisions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(int(r["candidate_id"]), r["stage"]) for r in rows] == [(d.candidate_id, d.stage) for d in decisions]
 
 
 def test_checkpoint_that_does_not_fit_is_refused_before_start(tmp_path, checkpoint):

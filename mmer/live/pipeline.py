@@ -255,18 +255,50 @@ class _MarkerReader(threading.Thread):
         while True:
             try:
                 samples, stamps = self.inlet.pull_chunk(timeout=0.1)
-                if samples:
-                    offset = self.inlet.time_correction(timeout=1.0)
-            except Exception as err:  # noqa: BLE001 - pylsl's timeout/lost errors: keep what arrived
+            except Exception as err:  # noqa: BLE001 - pylsl's lost-stream error: keep what arrived
                 log.warning("marker stream %s: %s", self.name, err)
                 if self._stop_evt.is_set():
                     break
                 continue
+            if samples:
+                try:
+                    offset = self.inlet.time_correction(timeout=1.0)
+                except Exception as err:  # noqa: BLE001 - keep the last offset, never the markers' loss
+                    log.debug("time correction for %s failed: %s", self.name, err)
             for sample, ts in zip(samples, stamps, strict=True):
                 self.markers.append((float(ts + offset), str(sample[0])))
             if self._stop_evt.is_set() and not samples:
                 break
         self.inlet.close_stream()
+
+
+class _DecisionCsv:
+    """``outputs.events_csv``: every decision appended as a row, flushed at once (a crash keeps it)."""
+
+    COLUMNS = ("candidate_id", "stage", "kind", "onset", "apex", "offset", "t_onset", "t_offset", "label",
+               "probabilities", "modalities", "missing", "latency_ms", "model_id", "t_published")
+
+    def __init__(self, path: Path) -> None:
+        import csv
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists() or path.stat().st_size == 0
+        self._fh = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._writer = csv.writer(self._fh)
+        if new:
+            self._writer.writerow(self.COLUMNS)
+
+    def write(self, d: Decision) -> None:
+        import json
+
+        self._writer.writerow([d.candidate_id, d.stage, d.kind, d.onset, d.apex, d.offset, repr(d.t_onset),
+                               repr(d.t_offset), d.label, json.dumps(dict(d.probabilities)), "+".join(d.modalities),
+                               "+".join(d.missing), f"{d.latency_ms:.3f}", d.model_id, repr(d.t_published)])
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 @dataclass
@@ -276,7 +308,6 @@ class _Job:
     stamps: dict
     offset: float
     closing_capture: float
-    early_done: bool = False
     physio_end: float = 0.0
 
 
@@ -290,7 +321,7 @@ class _FrameItem:
 
 
 @dataclass
-class PipelineSummary:
+class _Counters:
     """Counters gathered while running (see :meth:`LivePipeline.summary`)."""
 
     candidates: int = 0
@@ -333,7 +364,7 @@ class LivePipeline:
         self._status_flag = status
         self.on_decision = on_decision
         self.latency = LatencyTracker()
-        self.counters = PipelineSummary()
+        self.counters = _Counters()
         self.decisions: list[Decision] = []
         self.candidates: list = []
         self.recent: deque[str] = deque(maxlen=_RECENT)
@@ -350,6 +381,7 @@ class LivePipeline:
         self._rate_marks: dict[str, deque] = {}
         self.events: EventOutlet | None = None
         self._truth: _MarkerReader | None = None
+        self._csv: _DecisionCsv | None = None
         self._frame_q: queue.Queue[_FrameItem] = queue.Queue()
         self._job_q: queue.Queue[_Job] = queue.Queue()
         self._frame_times: dict[int, tuple[float, float, float]] = {}
@@ -444,6 +476,8 @@ class LivePipeline:
                     log.warning("stream %r not found; decisions will list it as missing", name)
                     self._note(f"[missing] stream {name}")
             self.events = EventOutlet(name=cfg.outputs.events_stream, source_id=cfg.outputs.events_source_id)
+            if cfg.outputs.events_csv is not None:
+                self._csv = _DecisionCsv(cfg.outputs.events_csv)
             if self.record_dir is not None:
                 self._start_recorder(list(found.values()))
             self._connect_streams(found)
@@ -598,7 +632,6 @@ class LivePipeline:
                     job = None
                 if job is not None:
                     self._decide(job, "early", tracker)
-                    job.early_done = True
                     if self._physio_keys:
                         pending.append(job)
                 final = self._spot_done.is_set() and self._job_q.empty() and self._stopping.is_set()
@@ -679,6 +712,8 @@ class LivePipeline:
         with self._lock:
             self.decisions.append(decision)
             self.counters.decisions += 1
+        if self._csv is not None:
+            self._csv.write(decision)
         self.recent.append(
             f"{stage:5s} #{job.cid} {decision.kind} {cand.onset}-{cand.offset}: {label} "
             f"{probs[label]:.2f} [{'+'.join(present) or 'prior'}] {decision.latency_ms:.0f} ms"
@@ -769,6 +804,8 @@ class LivePipeline:
             self.manifest = self.recorder.stop()
         if self.events is not None:
             self.events.close()
+        if self._csv is not None:
+            self._csv.close()
         if self._status is not None:
             self._status.stop()
 
