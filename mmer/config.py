@@ -192,18 +192,23 @@ class SessionConfig(_Section):
         return SpotterConfig(**opts)
 
 
+_UNION_TAGS = {"bool", "int", "float", "str", "none", "list", "dict"}
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
-    lines = []
+    grouped: dict[str, list[str]] = {}
     for item in err.errors():
-        loc = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        parts = [str(p) for p in item["loc"] if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS))]
+        loc = ".".join(parts) or "(top level)"
         msg = item["msg"]
         if item["type"] == "extra_forbidden":
-            parent = item["loc"][:-1]
-            allowed = _allowed_fields(parent)
+            allowed = _allowed_fields(item["loc"][:-1])
             msg = f"unknown field; allowed: {', '.join(allowed)}" if allowed else "unknown field"
-        elif item["type"] == "literal_error":
+        elif item["type"] in ("literal_error", "bool_parsing", "bool_type"):
             msg = f"{msg} (got {item['input']!r})"
-        lines.append(f"  {loc}: {msg}")
+        grouped.setdefault(loc, []).append(msg)
+    # A union (for example "auto" or a boolean) reports one error per alternative: show them as one.
+    lines = [f"  {loc}: {' | '.join(msgs)}" for loc, msgs in grouped.items()]
     return f"{source}: invalid session config\n" + "\n".join(lines)
 
 

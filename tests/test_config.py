@@ -82,4 +82,4 @@ def test_cli_reports_invalid_config(tmp_path, capsys):
     path.write_text("outputs: {status: loud}\n", encoding="utf-8")
     assert main(["live", "--config", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "mmer live: error:" in err and "outputs.status" in err and "'auto'" in err
+    assert "mmer live: error:" in err and "outputs.status: Input should be 'auto' (got 'loud') | " in err
