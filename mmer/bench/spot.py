@@ -13,7 +13,6 @@ per-frame cost of TV-L1 is compared under identical conditions.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
@@ -24,8 +23,6 @@ from tqdm import tqdm
 
 NAME = "spot"
 HELP = "spotting F1 (ME/MaE/overall) and per-stage ms per frame on held-out synthetic sessions"
-
-logger = logging.getLogger(__name__)
 
 _HELD_OUT_FACES = ("45-m7-di-ph.jpg", "astronaut")
 _TARGET_ME_F1 = 0.80

@@ -616,4 +616,6 @@ class Spotter:
                 continue
             out.append(cand)
         self._emitted.extend(out)
+        for c in out:
+            logger.debug("%s candidate %d-%d-%d score %.1f in %s", c.kind, c.onset, c.apex, c.offset, c.score, c.roi)
         return sorted(out, key=lambda c: c.onset)
