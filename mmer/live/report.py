@@ -75,7 +75,7 @@ def format_table(decisions: Sequence[Decision], truth: Sequence[dict], matches: 
     by_cid: dict[int, dict[str, Decision]] = {}
     for d in decisions:
         by_cid.setdefault(d.candidate_id, {})[d.stage] = d
-    lines = [f"{'truth':<34} | {'detected':<22} | {'early':<16} | {'late':<16} | latency ms (early/late)"]
+    lines = [f"{'truth':<38} | {'detected':<22} | {'early':<16} | {'late':<16} | latency ms (early/late)"]
     lines.append("-" * len(lines[0]))
     inverse = {v: k for k, v in matches["pairs"].items()}
 
@@ -92,19 +92,19 @@ def format_table(decisions: Sequence[Decision], truth: Sequence[dict], matches: 
         what = f"{t['kind']} {t['onset']}-{t['offset']} {t.get('emotion') or ''}" + (f" ({cls})" if cls else "")
         cid = inverse.get(i)
         if cid is None:
-            lines.append(f"{what:<34} | {'missed':<22} | {'':<16} | {'':<16} |")
+            lines.append(f"{what:<38} | {'missed':<22} | {'':<16} | {'':<16} |")
             continue
         st = by_cid[cid]
         d = st.get("early") or st.get("late")
         det = f"#{cid} {d.kind} {d.onset}-{d.offset}"
-        lines.append(f"{what:<34} | {det:<22} | {stage(st.get('early')):<16} | {stage(st.get('late')):<16} | "
+        lines.append(f"{what:<38} | {det:<22} | {stage(st.get('early')):<16} | {stage(st.get('late')):<16} | "
                      f"{lat(st.get('early'))}/{lat(st.get('late'))}")
     for cid, st in sorted(by_cid.items()):
         if cid in matches["pairs"]:
             continue
         d = st.get("early") or st.get("late")
         det = f"#{cid} {d.kind} {d.onset}-{d.offset}"
-        lines.append(f"{'(no true event: false positive)':<34} | {det:<22} | {stage(st.get('early')):<16} | "
+        lines.append(f"{'(no true event: false positive)':<38} | {det:<22} | {stage(st.get('early')):<16} | "
                      f"{stage(st.get('late')):<16} | {lat(st.get('early'))}/{lat(st.get('late'))}")
     return "\n".join(lines)
 
