@@ -35,7 +35,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="prediction CSV to write")
     parser.add_argument("--plot", type=Path, metavar="DIR", help="write a PNG timeline per video here")
     parser.add_argument("--p", type=float, help="adaptive threshold fraction p (default 0.3)")
-    parser.add_argument("--min-score", type=float, help="absolute apex score floor (default 3)")
+    parser.add_argument("--min-score", type=float, help="absolute apex score floor (default 5)")
     parser.add_argument("--no-macro", action="store_true", help="look for micro-expressions only")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
 

@@ -138,7 +138,7 @@ class SpotterConfig:
     flow_method: str = "dis"
     realign_px: float = 2.5
     p: float = 0.3
-    min_score: float = 3.0
+    min_score: float = 5.0
     window_s: float = 10.0
     noise_s: float = 4.0
     noise_floor_px: float = 0.03
