@@ -55,6 +55,8 @@ def test_live_stops_cleanly_on_a_signal_and_keeps_the_recording(tmp_path, sig):
     assert summary["errors"] == [] and summary["recording"]["stop_reason"] == "stopped"
     manifest = json.loads((rec / "session.json").read_text())
     assert manifest["stop_reason"] == "stopped" and manifest["stopped_at"]
+    assert [s["adapter"] for s in manifest["sensors"]] == ["synthetic-camera", "synthetic-physio"]
+    assert manifest["sensors"][0]["health"]["frames"] > 30
     streams = {s["info"]["name"][0]: s for s in pyxdf.load_xdf(str(rec / "session.xdf"))[0]}
     assert {"mmer.rgb", "mmer.depth", "mmer.eda", "mmer.ecg", "mmer.ppg", "mmer.rsp", "mmer.events"} <= set(streams)
     assert len(streams["mmer.eda"]["time_series"]) > 200 * 3

@@ -800,6 +800,11 @@ class LivePipeline:
             self._truth.stop()
             self._truth.join(timeout=5)
         if self.recorder is not None:
+            self.recorder.metadata["sensors"] = [
+                {"adapter": getattr(sensor, "name", type(sensor).__name__),
+                 "health": sensor.health.as_dict() if hasattr(sensor, "health") else None}
+                for sensor in self.sensors
+            ]
             time.sleep(0.3)  # let LabRecorder pull the last markers
             self.manifest = self.recorder.stop()
         if self.events is not None:
