@@ -489,6 +489,7 @@ class LivePipeline:
             if self.buffer is not None:
                 self.buffer.close()
             raise
+        self._make_workers()
         self.started_at = local_clock()
         self._running = True
         for target, name in ((self._spot_loop, "mmer-spot"), (self._decide_loop, "mmer-decide"),
@@ -571,11 +572,19 @@ class LivePipeline:
             data = None  # the spotter learns the frame is missing, instead of falling behind
         self._frame_q.put(_FrameItem(frame.index, frame.timestamp, data, t_recv, t_buf))
 
-    def _spot_loop(self) -> None:
+    def _make_workers(self) -> None:
+        """Face meshes and the spotter are built before the first frame is read, so their start-up
+        (a second or two) never becomes a backlog in front of the spotter."""
+        from mmer.features.face import FaceTracker
+        from mmer.live._recognizer import OnsetLandmarks
         from mmer.spotting import Spotter
 
-        spotter = Spotter(config=self.config.spotter_config(fps=self.rgb_spec.rate or 30.0))
-        self.spotter = spotter
+        self.spotter = Spotter(config=self.config.spotter_config(fps=self.rgb_spec.rate or 30.0))
+        self._tracker = FaceTracker()
+        self._landmarks = OnsetLandmarks()
+
+    def _spot_loop(self) -> None:
+        spotter = self.spotter
         try:
             while True:
                 try:
@@ -618,11 +627,7 @@ class LivePipeline:
 
     # -- decisions ----------------------------------------------------------------------------------
     def _decide_loop(self) -> None:
-        from mmer.features.face import FaceTracker
-        from mmer.live._recognizer import OnsetLandmarks
-
-        tracker = FaceTracker()
-        self._landmarks = OnsetLandmarks()
+        tracker = self._tracker
         pending: list[_Job] = []
         try:
             while True:
