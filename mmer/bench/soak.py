@@ -1,7 +1,7 @@
 """``mmer bench soak``: a long run of a full sensor set through real LSL + ZeroMQ into the buffer.
 
 A source process publishes RGB 640x480 @ 30 fps and depth 640x480 @ 30 fps (pixels on ZeroMQ,
-timing on LSL) and EDA/ECG/PPG/RSP at 200 Hz (LSL numpy chunks). It uses H2's synthetic adapters
+timing on LSL) and EDA/ECG/PPG/RSP at 200 Hz (LSL numpy chunks). It uses the synthetic lab's adapters
 (``mmer.sensors.synthetic``) when they are installed and accept that format, and otherwise a
 built-in generator with the same stream layout. This process runs an
 :class:`~mmer.fusion.AlignmentBuffer` on those streams, cuts a 2 s window every second as a live
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=None,
                         help="seconds before rss_mb_start is taken (default: 10%% of the run, 10 to 60 s)")
     parser.add_argument("--source", choices=("auto", "builtin", "synthetic"), default="auto",
-                        help="who publishes: H2's synthetic adapters, the built-in generator, or auto")
+                        help="who publishes: the synthetic lab's adapters, the built-in generator, or auto")
 
 
 def _builtin(session: str, width: int, height: int, fps: float, rate: float, stop, conn) -> None:
@@ -91,7 +91,7 @@ def _builtin(session: str, width: int, height: int, fps: float, rate: float, sto
 
 
 def _synthetic(session: str, width: int, height: int, fps: float, rate: float, stop, conn) -> None:
-    """Publisher built from H2's synthetic adapters; reports what they pushed."""
+    """Publisher built from the synthetic lab's adapters; reports what they pushed."""
     from mmer.sensors import create_sensor
 
     try:

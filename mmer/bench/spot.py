@@ -1,6 +1,6 @@
 """``mmer bench spot``: MEGC F1 and per-stage cost of the spotter on fresh held-out synthetic data.
 
-Sessions are drawn with H2's generator from the held-out face (``45-m7-di-ph.jpg``) and
+Sessions are drawn with the synthetic lab's generator from the held-out face (``45-m7-di-ph.jpg``) and
 ``skimage``'s astronaut, with seeds from 1000 on: neither was used while tuning the spotter.
 Timings cover only the spotter (face, align, flow, signal, peaks), not the rendering of the
 synthetic frames. By default the process is pinned to one CPU and OpenCV runs single-threaded.
