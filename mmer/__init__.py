@@ -68,6 +68,13 @@ _EXPORTS: dict[str, str] = {
     "save_checkpoint": "mmer.models",
     "Recognizer": "mmer.models",
     "recognition_scores": "mmer.models",
+    # live sessions
+    "SessionConfig": "mmer.config",
+    "load_config": "mmer.config",
+    "LivePipeline": "mmer.live",
+    "SessionRecorder": "mmer.live",
+    "EventOutlet": "mmer.live",
+    "Decision": "mmer.live",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -88,10 +95,12 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static analysers see the real names
     from mmer.clock import local_clock
+    from mmer.config import SessionConfig, load_config
     from mmer.dataset import Event, EventKind, Recording
     from mmer.features import FaceTracker, align_face, optical_flow, optical_strain
     from mmer.features.sample import SampleConfig, build_sample
     from mmer.fusion import AlignmentBuffer, Window
+    from mmer.live import Decision, EventOutlet, LivePipeline, SessionRecorder
     from mmer.models import (
         Recognizer,
         create_model,
