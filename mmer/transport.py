@@ -305,7 +305,31 @@ class FrameSubscriber:
         self.close()
 
 
-class SampleOutlet:
+class _LslOutlet:
+    """Lifecycle shared by the plain LSL outlets: consumer checks, close, context manager."""
+
+    _outlet: pylsl.StreamOutlet | None
+
+    def have_consumers(self) -> bool:
+        """True when at least one inlet is connected (False once closed)."""
+        return self._outlet is not None and bool(self._outlet.have_consumers())
+
+    def wait_for_consumers(self, timeout: float) -> bool:
+        """Block until an inlet connects or ``timeout`` seconds pass (False once closed)."""
+        return self._outlet is not None and bool(self._outlet.wait_for_consumers(timeout))
+
+    def close(self) -> None:
+        """Destroy the outlet (inlets see the stream vanish)."""
+        self._outlet = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class SampleOutlet(_LslOutlet):
     """LSL outlet for numeric samples that only uses pylsl's numpy path.
 
     Parameters
@@ -363,23 +387,6 @@ class SampleOutlet:
         pylsl.util.handle_error(errcode)
         self.samples_pushed += arr.shape[0]
 
-    def have_consumers(self) -> bool:
-        """True when at least one inlet is connected (False once closed)."""
-        return self._outlet is not None and bool(self._outlet.have_consumers())
-
-    def wait_for_consumers(self, timeout: float) -> bool:
-        """Block until an inlet connects or ``timeout`` seconds pass (False once closed)."""
-        return self._outlet is not None and bool(self._outlet.wait_for_consumers(timeout))
-
-    def close(self) -> None:
-        """Destroy the outlet (inlets see the stream vanish)."""
-        self._outlet = None
-
-    def __enter__(self) -> SampleOutlet:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class VideoOutlet:
@@ -460,7 +467,7 @@ class VideoOutlet:
         self.close()
 
 
-class MarkerOutlet:
+class MarkerOutlet(_LslOutlet):
     """LSL outlet for one-channel string markers (events, ground truth).
 
     Parameters
@@ -485,20 +492,3 @@ class MarkerOutlet:
         self._outlet.push_sample([text], local_clock() if timestamp is None else float(timestamp))
         self.markers_pushed += 1
 
-    def have_consumers(self) -> bool:
-        """True when at least one inlet is connected (False once closed)."""
-        return self._outlet is not None and bool(self._outlet.have_consumers())
-
-    def wait_for_consumers(self, timeout: float) -> bool:
-        """Block until an inlet connects or ``timeout`` seconds pass (False once closed)."""
-        return self._outlet is not None and bool(self._outlet.wait_for_consumers(timeout))
-
-    def close(self) -> None:
-        """Destroy the outlet."""
-        self._outlet = None
-
-    def __enter__(self) -> MarkerOutlet:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -81,9 +81,9 @@ def test_latency_tracker_percentiles_and_stages():
 
 
 def _doc_subscriber() -> str:
-    text = (ROOT / "docs" / "readme" / "live.md").read_text(encoding="utf-8")
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     match = re.search(r"<!-- subscriber -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "docs/readme/live.md lost its subscriber snippet"
+    assert match, "README.md lost its subscriber snippet"
     return match.group(1)
 
 
