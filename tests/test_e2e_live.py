@@ -45,7 +45,7 @@ def _key(d):
 @pytest.mark.slow
 def test_live_recording_replays_to_identical_events(tmp_path):
     ckpt = make_checkpoint(tmp_path / "e2e.pt")
-    opts = {"seed": SEED, "width": 320, "height": 240}
+    opts = {"seed": SEED, "width": 320, "height": 240, "epoch": None}  # content from the seed's first frame
     cfg = parse_config({
         "sensors": [{"adapter": "synthetic-camera", "options": {**opts, "depth": True}},
                     {"adapter": "synthetic-physio", "options": opts}],

@@ -26,8 +26,9 @@ def checkpoint(tmp_path_factory):
 
 
 def _config(checkpoint, csv_path=None, **over):
-    cam = {"seed": SEED, "width": 320, "height": 240, "fps": 30, "depth": True}
-    phys = {"seed": SEED, "width": 320, "height": 240, "channels": ["eda", "ecg"]}
+    # epoch None: the seed plays from its first frame, so the run's content does not depend on the clock
+    cam = {"seed": SEED, "width": 320, "height": 240, "fps": 30, "depth": True, "epoch": None}
+    phys = {"seed": SEED, "width": 320, "height": 240, "channels": ["eda", "ecg"], "epoch": None}
     data = {
         "sensors": [
             {"adapter": "synthetic-camera", "options": cam},
@@ -55,8 +56,9 @@ def test_pipeline_decides_early_then_late_and_survives_a_dying_sensor(checkpoint
         physio.stop()  # the amplifier's cable comes out...
         camera.stop()  # ...and the camera dies too
         time.sleep(2.5)
-        physio2 = create_sensor("synthetic-physio", seed=SEED, width=320, height=240, channels=["eda", "ecg"])
-        camera2 = create_sensor("synthetic-camera", seed=SEED, width=320, height=240, depth=True)
+        physio2 = create_sensor("synthetic-physio", seed=SEED, width=320, height=240, channels=["eda", "ecg"],
+                                epoch=None)
+        camera2 = create_sensor("synthetic-camera", seed=SEED, width=320, height=240, depth=True, epoch=None)
         physio2.start()
         camera2.start()  # a new process: same source ids, a new ZeroMQ port
         pipeline.sensors += [physio2, camera2]

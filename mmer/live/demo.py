@@ -65,13 +65,16 @@ class _SignalTap(threading.Thread):
 
 
 def demo_config(*, seed: int, width: int, height: int, checkpoint: str, status: bool | str, fps: float = 30.0):
-    """The session the demo runs: one synthetic RGB-D camera and a 4-channel amplifier sharing a lab."""
+    """The session the demo runs: one synthetic RGB-D camera and a 4-channel amplifier sharing a lab.
+
+    ``epoch: None`` plays the seed from its first frame, so the same seed gives the same session.
+    """
+    lab = {"seed": seed, "width": width, "height": height, "fps": fps, "epoch": None}
     return parse_config({
         "name": "mmer-demo",
         "sensors": [
-            {"adapter": "synthetic-camera",
-             "options": {"seed": seed, "width": width, "height": height, "fps": fps, "depth": True}},
-            {"adapter": "synthetic-physio", "options": {"seed": seed, "width": width, "height": height, "fps": fps}},
+            {"adapter": "synthetic-camera", "options": {**lab, "depth": True}},
+            {"adapter": "synthetic-physio", "options": lab},
         ],
         "model": {"checkpoint": checkpoint},
         "outputs": {"status": status},

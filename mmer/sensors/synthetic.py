@@ -26,14 +26,14 @@ __all__ = ["SyntheticCamera", "SyntheticPhysio"]
 _PHYSIO = ("eda", "ecg", "ppg", "rsp")
 
 
-def _lab(lab, face, seed, config, fps, size, physio_rate, segment):
+def _lab(lab, face, seed, config, fps, size, physio_rate, segment, epoch):
     from mmer.synth import FaceNotFoundError, shared_lab
 
     if lab is not None:
         return lab
     try:
         return shared_lab(face=face, seed=seed, config=config, fps=fps, size=size, physio_rate=physio_rate,
-                          segment=segment)
+                          segment=segment, epoch=epoch)
     except (FaceNotFoundError, FileNotFoundError, ValueError) as err:
         raise SensorError(f"synthetic sensor cannot start: {err}") from err
 
@@ -73,6 +73,10 @@ class SyntheticCamera(Sensor):
         Seconds per generator segment.
     lab : SyntheticLab, optional
         Use this lab instead of the shared one.
+    epoch : float or None
+        LSL time of the lab's frame 0 (see :class:`mmer.synth.SyntheticLab`). The default 0.0 lets
+        sensors in separate processes share ground truth; ``None`` plays the seed from its first
+        frame when the first sensor starts, so a run is reproducible.
     wait_for_consumers : float
         Before the first frame, wait up to this many seconds for an LSL inlet and a ZeroMQ
         subscriber (so a short run is not over before anyone listens).
@@ -99,6 +103,7 @@ class SyntheticCamera(Sensor):
         publisher: FramePublisher | None = None,
         segment: float = 60.0,
         lab=None,
+        epoch: float | None = 0.0,
         wait_for_consumers: float = 0.0,
     ) -> None:
         super().__init__()
@@ -115,6 +120,7 @@ class SyntheticCamera(Sensor):
         self.endpoint, self.segment = endpoint, float(segment)
         self._publisher = publisher
         self._lab_arg = lab
+        self.epoch = epoch
         self.lab = None
         self._rgb: VideoOutlet | None = None
         self._depth: VideoOutlet | None = None
@@ -128,7 +134,7 @@ class SyntheticCamera(Sensor):
 
     def _open(self) -> None:
         self.lab = _lab(self._lab_arg, self.face, self.seed, self.config, self.fps, (self.width, self.height),
-                        200.0, self.segment)
+                        200.0, self.segment, self.epoch)
         if self.lab.size != (self.width, self.height) or self.lab.fps != self.fps:
             raise SensorError(f"synthetic camera: lab renders {self.lab.size} at {self.lab.fps} fps, "
                               f"camera wants {(self.width, self.height)} at {self.fps} fps")
@@ -233,7 +239,7 @@ class SyntheticPhysio(Sensor):
         Any of ``eda``, ``ecg``, ``ppg``, ``rsp``; one LSL stream each (``<prefix>.<channel>``).
     chunk : (float, float)
         Range of seconds between pushes.
-    face, seed, config, fps, width, height, segment, lab
+    face, seed, config, fps, width, height, segment, lab, epoch
         Define the lab, as for :class:`SyntheticCamera` (same values share ground truth).
     seconds : float, optional
         Stop after this many seconds.
@@ -265,6 +271,7 @@ class SyntheticPhysio(Sensor):
         source_id: str | None = None,
         segment: float = 60.0,
         lab=None,
+        epoch: float | None = 0.0,
         wait_for_consumers: float = 0.0,
     ) -> None:
         super().__init__()
@@ -283,6 +290,7 @@ class SyntheticPhysio(Sensor):
         self.seconds, self.realtime, self.prefix = seconds, realtime, prefix
         self.source_id = source_id or f"mmer-synth{self.seed}"
         self._lab_arg = lab
+        self.epoch = epoch
         self.lab = None
         self._outlets: dict[str, SampleOutlet] = {}
 
@@ -293,7 +301,7 @@ class SyntheticPhysio(Sensor):
 
     def _open(self) -> None:
         self.lab = _lab(self._lab_arg, self.face, self.seed, self.config, self.fps, self.size, self.rate,
-                        self.segment)
+                        self.segment, self.epoch)
         if self.lab.physio_rate != self.rate:
             raise SensorError(f"synthetic physio: lab samples at {self.lab.physio_rate} Hz, sensor wants {self.rate}")
         for ch in self.channels:
