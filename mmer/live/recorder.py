@@ -295,6 +295,9 @@ class _ShieldedLabRecorder:
                 self._cfg = None
 
 
+_LABRECORDER_START_S = 30.0
+
+
 class SessionRecorder:
     """Record a session: LabRecorder for LSL streams, sidecars for video, a manifest.
 
@@ -439,7 +442,10 @@ class SessionRecorder:
             car.start()
         self._labrecorder = _ShieldedLabRecorder()
         try:
-            self._labrecorder.start(self.xdf_path, self._predicates, timeout=max(self.resolve_timeout, 5.0))
+            # An upper bound, not a wait: LabRecorder starts as soon as it has found every stream, but
+            # on a loaded 2-core machine its own resolve can take well over 5 s (seen in CI).
+            self._labrecorder.start(self.xdf_path, self._predicates,
+                                    timeout=max(self.resolve_timeout, _LABRECORDER_START_S))
         except (RuntimeError, TimeoutError) as err:
             for car in self._sidecars:
                 car.stop()
