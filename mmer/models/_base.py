@@ -99,7 +99,8 @@ class RecognitionModel(nn.Module):
         return torch.where(any_present, logits, self.prior.expand_as(logits))
 
     def forward_features(self, batch: dict, present: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+        """Class logits from the modalities marked in ``present``; every architecture defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define forward_features")
 
     def training_loss(self, batch: dict, target: torch.Tensor, loss_fn) -> torch.Tensor:
         """Loss for one training batch; models with auxiliary heads add their terms here."""
