@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
+
+from mmer.bench._rss import RssSampler
 
 NAME = "live"
 HELP = "live pipeline latency, loss and memory on synthetic RGB-D + physiology sensors"
@@ -33,25 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1000, help="synthetic lab seed, >= 1000 (held out)")
     parser.add_argument("--checkpoint", default="demo", help="model checkpoint (default: the packaged demo)")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds before RSS is taken as the baseline")
-
-
-class _RssSampler(threading.Thread):
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        import psutil
-
-        self.proc = psutil.Process()
-        self.samples: list[tuple[float, float]] = []
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        t0 = time.monotonic()
-        while not self._halt.wait(1.0):
-            self.samples.append((time.monotonic() - t0, self.proc.memory_info().rss / 2**20))
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=5)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -77,14 +59,10 @@ def run(args: argparse.Namespace) -> dict:
         "outputs": {"status": False},
     }, source="bench live")
     pipeline = LivePipeline(config)
-    rss = _RssSampler()
     pipeline.start()
-    rss.start()
     t_start = time.monotonic()
-    try:
+    with RssSampler(interval=1.0) as rss:
         summary = pipeline.run(duration=args.seconds)
-    finally:
-        rss.stop()
     wall = time.monotonic() - t_start
     pts = np.asarray([p for p in rss.samples if p[0] >= args.warmup], dtype=float)
     growth = None

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import psutil
+
+from mmer.bench._rss import RssSampler
 
 NAME = "replay"
 HELP = "replay throughput (lockstep), peak RSS on an 8-minute recording, real-time schedule error"
@@ -43,29 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--long-seconds", type=float, default=480.0, help="recording length for the memory run")
     parser.add_argument("--seed", type=int, default=1000, help="synthetic seed (>= 1000: held out)")
     parser.add_argument("--window", type=int, default=2, help="lockstep window (steps ahead of acks)")
-
-
-class _RssSampler:
-    def __init__(self, interval: float = 0.05) -> None:
-        self.proc = psutil.Process()
-        self.peak = self.proc.memory_info().rss
-        self.start_rss = self.peak
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.interval = interval
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
 def _names(prefix: str, recording) -> list[str]:
@@ -193,7 +171,7 @@ def run(args: argparse.Namespace) -> dict:
         _write_long(tmp / "long", args.long_seconds, args.seed)
         long_write_s = time.perf_counter() - t
         long_set = open_dataset("casme3", tmp / "long", part="C")
-        with _RssSampler() as rss:
+        with RssSampler(interval=0.05) as rss:
             long_run = _lockstep(long_set, "bench-long.", args.window)
 
         from mmer.synth import write_casme3
@@ -209,7 +187,7 @@ def run(args: argparse.Namespace) -> dict:
         real = _realtime(short, "bench-rt.", args.realtime_seconds)
     return {
         "realtime_factor": lock["stats"]["realtime_factor"],
-        "peak_rss_mb": round(rss.peak / 2**20, 1),
+        "peak_rss_mb": round(rss.peak_mb, 1),
         "schedule_error_ms_p99": real.get("schedule_error_ms_p99"),
         "schedule_error_ms_p50": real.get("schedule_error_ms_p50"),
         "schedule_error_ms_max": real.get("schedule_error_ms_max"),
@@ -221,7 +199,7 @@ def run(args: argparse.Namespace) -> dict:
         "long_seconds": long_run["stats"]["media_seconds"],
         "long_realtime_factor": long_run["stats"]["realtime_factor"],
         "long_frames_received": long_run.get("frames"),
-        "rss_at_start_mb": round(rss.start_rss / 2**20, 1),
+        "rss_at_start_mb": round(rss.start_mb, 1),
         "realtime_items": real.get("frames", 0) + real.get("samples", 0),
         "input_write_s": {"long": round(long_write_s, 1), "part_a": round(part_a_write_s, 1)},
         "realtime_factor_predecoded": transport["stats"]["realtime_factor"],
