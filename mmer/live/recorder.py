@@ -41,6 +41,7 @@ import numpy as np
 import pylsl
 
 from mmer.clock import local_clock
+from mmer.commands._output import to_jsonable
 from mmer.streams import StreamSpec, StreamType
 from mmer.transport import FrameSubscriber
 
@@ -539,7 +540,7 @@ class SessionRecorder:
         path = self.directory / "session.json"
         tmp = path.with_suffix(".json.tmp")
         try:
-            tmp.write_text(json.dumps(_jsonable(self.manifest()), indent=2), encoding="utf-8")
+            tmp.write_text(json.dumps(to_jsonable(self.manifest()), indent=2), encoding="utf-8")
             os.replace(tmp, path)
         except OSError as err:
             log.error("cannot write %s: %s", path, err)
@@ -574,17 +575,3 @@ def _spec_dict(spec: StreamSpec) -> dict:
         "model": spec.model,
         "extra": dict(spec.extra),
     }
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
