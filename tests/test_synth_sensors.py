@@ -126,3 +126,32 @@ def test_separate_labs_agree_on_the_lsl_clock(faces_dir):
     assert sa.first_index == sb.first_index == k * a.frames_per_segment
     assert np.array_equal(sa.rgb(7), sb.rgb(7)) and np.array_equal(sa.physio["eda"], sb.physio["eda"])
     assert [e.onset for e in sa.events] == [e.onset for e in sb.events]
+
+
+def test_physio_eda_level_glides_across_segment_boundaries(lab):
+    """Each generator segment draws its own tonic EDA level; the sensor carries the level across
+    the boundary (a fading offset) instead of stepping by microsiemens."""
+    sid = f"synthtest-{uuid.uuid4().hex[:8]}"
+    phys = SyntheticPhysio(lab=lab, source_id=sid, width=320, height=240, channels=["eda"], seconds=12.0,
+                           realtime=False, wait_for_consumers=15)
+    phys.start()
+    got: list = []
+    try:
+        inlet = _inlet(f"{sid}-eda")
+        deadline = time.monotonic() + 30
+        while len(got) < 2400 and time.monotonic() < deadline:
+            got.extend(inlet.pull_chunk(timeout=0.2)[0])
+    finally:
+        phys.stop()
+    eda = np.array([d[0] for d in got])
+    assert len(eda) == 2400  # segments 0, 1, 2 (4 s at 200 Hz each), from sample 0
+    raw = [lab.segment(k).physio["eda"] for k in range(3)]
+    assert np.allclose(eda[:800], raw[0], atol=1e-6)  # the first segment plays as generated
+    within = np.abs(np.diff(np.concatenate(raw[:1]))).max()
+    for b in (800, 1600):
+        k = b // 800
+        assert abs(raw[k][0] - raw[k - 1][-1]) > 0.3, "this lab's segments should differ in level"
+        assert abs(eda[b] - eda[b - 1]) < 2 * within, (b, eda[b - 3 : b + 3])
+        # What is added fades away monotonically: the new segment's own level takes over.
+        added = eda[b : b + 800] - raw[k]
+        assert np.all(np.abs(np.diff(np.abs(added))) < 2e-3) and abs(added[-1]) < abs(added[0])

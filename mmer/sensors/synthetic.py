@@ -225,6 +225,42 @@ class SyntheticCamera(Sensor):
         self._rgb = self._depth = self._truth = self._own_publisher = None
 
 
+class _TonicCarry:
+    """EDA's tonic level carried across generator segments.
+
+    Each segment draws its own tonic level, so segments played back to back would make the trace
+    step at every boundary (a skin-conductance level never jumps). The step between lines fitted
+    to the last and to the first ``span`` seconds, extrapolated to the boundary, is added back to
+    the new segment, fading with time constant ``tau``: the level glides to the segment's own.
+    The generator's segments stay as they are; only what the sensor plays is continuous.
+    """
+
+    def __init__(self, lab, *, tau: float = 15.0, span: float = 0.5) -> None:
+        self.lab = lab
+        self.tau = tau * lab.physio_rate
+        self.span = max(1, int(round(span * lab.physio_rate)))
+        self._step: dict[int, float] = {}
+
+    def _fade(self, k: int, positions: np.ndarray) -> np.ndarray:
+        return self._step.get(k, 0.0) * np.exp(-positions / self.tau)
+
+    def offset(self, k: int, start: int, end: int) -> np.ndarray:
+        """What to add to segment ``k``'s EDA samples ``start:end``."""
+        if k not in self._step:
+            previous = k - 1 in self._step
+            step = 0.0
+            if previous:
+                n = self.lab.samples_per_segment
+                tail = np.arange(n - self.span, n)
+                before = self.lab.segment(k - 1).physio["eda"][tail] + self._fade(k - 1, tail)
+                after = self.lab.segment(k).physio["eda"][: self.span]
+                head = np.arange(self.span)
+                step = float(np.polyval(np.polyfit(tail, before, 1), n - 0.5)
+                             - np.polyval(np.polyfit(head, after, 1), -0.5))
+            self._step = {k - 1: self._step.get(k - 1, 0.0), k: step} if previous else {k: step}
+        return self._fade(k, np.arange(start, end, dtype=np.float64)).astype(np.float32)
+
+
 class SyntheticPhysio(Sensor):
     """Synthetic physiology amplifier: ECG, PPG, RSP and EDA from neurokit2, coupled to the faces.
 
@@ -313,6 +349,7 @@ class SyntheticPhysio(Sensor):
     def _run(self) -> None:
         lab = self.lab
         rng = np.random.default_rng([self.seed, 99])
+        tonic = _TonicCarry(lab)
         if self.wait_for_consumers > 0:
             deadline = local_clock() + self.wait_for_consumers
             for outlet in self._outlets.values():
@@ -337,9 +374,16 @@ class SyntheticPhysio(Sensor):
                 end = min(lab.samples_per_segment, pos + (due - m))
                 stamps = t0 + (m + np.arange(end - pos)) / self.rate
                 for ch, outlet in self._outlets.items():
-                    outlet.push_chunk(session.physio[ch][pos:end].reshape(-1, 1), stamps)
+                    chunk = session.physio[ch][pos:end]
+                    if ch == "eda":
+                        chunk = chunk + tonic.offset(k, pos, end)
+                    outlet.push_chunk(chunk.reshape(-1, 1), stamps)
                 self.health.samples += end - pos
                 m += end - pos
+
+    def physio_samples_sent(self) -> int:
+        """Samples pushed so far, all channels together (what the pipeline counts as sent)."""
+        return int(self.health.samples) * len(self.channels)
 
     def _close(self) -> None:
         for outlet in self._outlets.values():
