@@ -137,8 +137,8 @@ class SpotterConfig:
     crop_size: int = 128
     flow_method: str = "dis"
     realign_px: float = 2.5
-    p: float = 0.3
-    min_score: float = 5.0
+    p: float = 0.0
+    min_score: float = 4.0
     window_s: float = 10.0
     noise_s: float = 4.0
     noise_floor_px: float = 0.03
@@ -197,6 +197,24 @@ def _edge(xs: np.ndarray, profile: np.ndarray, fraction: float) -> float:
     return far + (far - near) / 2.0
 
 
+def _reversals(values: np.ndarray, step: float) -> int:
+    """Direction reversals of a signal by more than ``step`` (a zigzag with hysteresis)."""
+    reversals, direction, extreme = 0, 0, values[0]
+    for g in values[1:]:
+        if direction >= 0 and g > extreme:
+            extreme = g
+        elif direction <= 0 and g < extreme:
+            extreme = g
+        elif abs(g - extreme) > step:
+            reversals += direction != 0
+            direction = 1 if g > extreme else -1
+            extreme = g
+        if direction == 0 and abs(g - values[0]) > step:
+            direction = 1 if g > values[0] else -1
+            extreme = g
+    return reversals
+
+
 @dataclass
 class _Frame:
     index: int
@@ -204,7 +222,7 @@ class _Frame:
     crop: np.ndarray | None = None
     ear: float = float("nan")
     blink: bool = False
-    mouth: float = float("nan")
+    mouth: np.ndarray | None = None  # lip gap and jaw drop, in outer-eye-corner distances
     v: np.ndarray | None = None  # (R, 2) k-step ROI displacement
 
 
@@ -273,7 +291,7 @@ class Spotter:
         self._clock = clock
         self.timings = dict.fromkeys(STAGES, 0.0)
         self.frames = 0
-        self.rejected = {"blink_frames": 0, "speech": 0, "too_long": 0, "ramp": 0, "overlap": 0, "no_face": 0}
+        self.rejected = {"blink_frames": 0, "speech": 0, "too_long": 0, "too_short": 0, "ramp": 0, "overlap": 0, "no_face": 0}
         self.signal: dict[str, deque] = {t.name: deque(maxlen=signal_frames) for t in self._tracks}
 
     # -- public -------------------------------------------------------------------------------
@@ -365,11 +383,15 @@ class Spotter:
             # Blink frames stay out of the baseline, so a long blink does not become "open".
             if not rec.blink:
                 self._ears.append(ear)
-        eyes = float(np.linalg.norm(landmarks[33] - landmarks[263]))
-        rec.mouth = float(np.linalg.norm(landmarks[13] - landmarks[14])) / max(eyes, 1e-6)
+        # Speech moves the lips apart, or (a closed mouth that the mesh keeps closed) drops the
+        # lower lip with the jaw: both are watched, relative to the outer-eye-corner distance.
+        eyes = max(float(np.linalg.norm(landmarks[33] - landmarks[263])), 1e-6)
+        eye_mid = (landmarks[33, :2] + landmarks[263, :2]) / 2.0
+        rec.mouth = np.array([np.linalg.norm(landmarks[13, :2] - landmarks[14, :2]),
+                              np.linalg.norm(landmarks[17, :2] - eye_mid)]) / eyes
         previous = self._frames.get(self._pos - 2)
-        if previous is not None and np.isfinite(previous.mouth):
-            self._mouth_steps.append(abs(rec.mouth - previous.mouth))
+        if previous is not None and previous.mouth is not None:
+            self._mouth_steps.append(np.abs(rec.mouth - previous.mouth))
         matrix = alignment_matrix(landmarks, size=cfg.crop_size)
         if self._matrix is None:
             self._matrix = matrix
@@ -379,20 +401,24 @@ class Spotter:
             if self._moved(matrix) > (4.0 if dipping else 1.0) * cfg.realign_px:
                 self._matrix = matrix
         matrix = self._matrix
-        if frame.ndim == 2 or frame.shape[2] == 1:
-            grey = frame.reshape(frame.shape[:2])
-        else:
-            grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY if frame.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
-        crop = cv2.warpAffine(grey, matrix, (cfg.crop_size, cfg.crop_size), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
-        mean, std = cv2.meanStdDev(crop)
-        gain = 48.0 / max(float(std[0, 0]), 1.0)
-        rec.crop = cv2.convertScaleAbs(crop, alpha=gain, beta=128.0 - gain * float(mean[0, 0]))
+        rec.crop = self._crop(frame, matrix)
         if self._boxes is None or self.frames % 15 == 0:
             # ROI boxes follow a slow average of the landmarks, refreshed twice a second.
             pts = cv2.transform(landmarks[None, :, :2].astype(np.float64), matrix)[0]
             self._crop_landmarks = pts if self._crop_landmarks is None else 0.7 * self._crop_landmarks + 0.3 * pts
             self._boxes = face_rois(self._crop_landmarks, shape=(cfg.crop_size, cfg.crop_size))
+
+    def _crop(self, frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """The grey aligned crop, brightness-normalised (mean and contrast; cancels flicker)."""
+        size = self.config.crop_size
+        if frame.ndim == 2 or frame.shape[2] == 1:
+            grey = frame.reshape(frame.shape[:2])
+        else:
+            grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY if frame.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
+        crop = cv2.warpAffine(grey, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        mean, std = cv2.meanStdDev(crop)
+        gain = 48.0 / max(float(std[0, 0]), 1.0)
+        return cv2.convertScaleAbs(crop, alpha=gain, beta=128.0 - gain * float(mean[0, 0]))
 
     def _moved(self, matrix: np.ndarray) -> float:
         """Largest crop-pixel shift of four inner face points between the held and a new alignment."""
@@ -559,9 +585,12 @@ class Spotter:
         duration = recs[off_pos].t - recs[on_pos].t
         n_frames = off_pos - on_pos + 1
         kind = "me" if n_frames <= round(cfg.max_me_s * cfg.fps) + 1 and duration <= cfg.max_me_s + 0.5 / cfg.fps else "mae"
-        if track.name == "me" and kind == "mae":
-            # The onset or offset of something longer: the macro scale will judge it whole.
-            self.rejected["too_long"] += 1
+        if kind != track.name:
+            # Each scale judges its own kind: an ME-scale bump that lasts longer is the onset or
+            # offset of something longer (the macro scale judges it whole), and a short interval
+            # on the macro scale is a blink or ME caught inside its wide window (the ME scale,
+            # with its blink and speech checks, judges it).
+            self.rejected["too_long" if track.name == "me" else "too_short"] += 1
             return None
         return Candidate(
             onset=recs[on_pos].index,
@@ -577,31 +606,19 @@ class Spotter:
 
     def _speaking(self, j: int) -> bool:
         """True when the mouth opens and closes repeatedly around ``j`` (speech, chewing): an
-        expression opens it once. Counts reversals of the lip gap larger than a noise-scaled
-        step (a zigzag with hysteresis)."""
-        span = round(self.config.speech_s * self.config.fps)
-        gaps = [f.mouth for f in (self._frames.get(i) for i in range(j - span, j + span + 1))
-                if f is not None and np.isfinite(f.mouth)]
-        if len(gaps) < 4:
+        expression opens it once. Counts reversals of the lip gap and of the jaw drop larger than
+        a noise-scaled step (a zigzag with hysteresis); either one reversing often enough is speech."""
+        cfg = self.config
+        span = round(cfg.speech_s * cfg.fps)
+        signals = [f.mouth for f in (self._frames.get(i) for i in range(j - span, j + span + 1))
+                   if f is not None and f.mouth is not None]
+        if len(signals) < 4:
             return False
-        gaps = np.asarray(gaps)
+        signals = np.asarray(signals)
         # Landmark noise: the median frame-to-frame change over the last 10 s.
-        noise = float(np.median(np.asarray(self._mouth_steps))) if self._mouth_steps else 0.0
-        step = max(self.config.speech_step, 5.0 * noise)
-        reversals, direction, extreme = 0, 0, gaps[0]
-        for g in gaps[1:]:
-            if direction >= 0 and g > extreme:
-                extreme = g
-            elif direction <= 0 and g < extreme:
-                extreme = g
-            elif abs(g - extreme) > step:
-                reversals += direction != 0
-                direction = 1 if g > extreme else -1
-                extreme = g
-            if direction == 0 and abs(g - gaps[0]) > step:
-                direction = 1 if g > gaps[0] else -1
-                extreme = g
-        return reversals >= self.config.speech_reversals
+        noise = np.median(np.asarray(self._mouth_steps), axis=0) if self._mouth_steps else np.zeros(2)
+        return any(_reversals(signals[:, c], max(cfg.speech_step, 5.0 * float(noise[c]))) >= cfg.speech_reversals
+                   for c in range(signals.shape[1]))
 
     def _blink_near(self, j: int, scale: int) -> bool:
         pad = max(1, self.k // 2)
