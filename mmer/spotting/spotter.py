@@ -121,6 +121,9 @@ class SpotterConfig:
     ramp_ratio : float
         An ME candidate whose ROI ends more than ``ramp_ratio`` times its peak displacement
         away from where it started is part of a larger movement and is dropped.
+    oscillation : float
+        An ME candidate whose displacement profile reverses three times by more than
+        ``oscillation`` times its peak (two bumps or more) is dropped as speech-like motion.
     speech_s, speech_step, speech_reversals : float, float, int
         A candidate is dropped as speech when the lip gap (landmarks 13-14, in
         units of the outer-eye-corner distance) reverses ``speech_reversals`` times by more than
@@ -146,6 +149,7 @@ class SpotterConfig:
     macro_scale: int = 6
     edge_fraction: float = 0.2
     ramp_ratio: float = 0.6
+    oscillation: float = 0.35
     speech_s: float = 0.8
     speech_step: float = 0.010
     speech_reversals: int = 3
@@ -291,7 +295,7 @@ class Spotter:
         self._clock = clock
         self.timings = dict.fromkeys(STAGES, 0.0)
         self.frames = 0
-        self.rejected = {"blink_frames": 0, "speech": 0, "too_long": 0, "too_short": 0, "ramp": 0, "overlap": 0, "no_face": 0}
+        self.rejected = {"blink_frames": 0, "speech": 0, "too_long": 0, "too_short": 0, "ramp": 0, "oscillation": 0, "overlap": 0, "no_face": 0}
         self.signal: dict[str, deque] = {t.name: deque(maxlen=signal_frames) for t in self._tracks}
 
     # -- public -------------------------------------------------------------------------------
@@ -573,6 +577,11 @@ class Spotter:
             # The region ends far from where it started: a bump on the rise or fall of a larger
             # movement, which the macro scale judges whole.
             self.rejected["ramp"] += 1
+            return None
+        if track.name == "me" and _reversals(profile, cfg.oscillation * profile[peak]) >= 3:
+            # The region went out and back more than once around the apex: speech or chewing
+            # that the landmarks missed (a closed mouth, a small movement), not one expression.
+            self.rejected["oscillation"] += 1
             return None
         on_x = _edge(xs[: peak + 1][::-1], profile[: peak + 1][::-1], cfg.edge_fraction)
         off_x = _edge(xs[peak:], profile[peak:], cfg.edge_fraction)
