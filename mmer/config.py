@@ -160,6 +160,7 @@ class SessionConfig(_Section):
     name: str = "mmer-session"
     duration_s: float | None = Field(default=None, gt=0)
     sensors: list[SensorConfig] = Field(default_factory=list)
+    sensor_process: bool = False
     replay: ReplayConfig | None = None
     inputs: InputsConfig = Field(default_factory=InputsConfig)
     buffer: BufferConfig = Field(default_factory=BufferConfig)
@@ -295,6 +296,9 @@ sensors:
   - adapter: synthetic-physio
     options: {rate: 200, seed: 1000}
     required: true
+# Run the sensors above in one child process (default false), as separate sensor apps run:
+# their acquisition (decoding, rendering) then never competes with the pipeline for the interpreter.
+sensor_process: true
 
 # Or replay a recorded dataset as if it were live hardware (same streams, same clock); kind is
 # casme3 (with part: A or C), 4dme or xdf (a recording folder's session.xdf):

@@ -48,4 +48,6 @@ class MarkerCollector(threading.Thread):
     def stop(self) -> list[tuple[float, str]]:
         self._halt.set()
         self.join(timeout=5)
+        # A lingering inlet would reconnect to the next test's stream of the same name.
+        self.inlet.close_stream()
         return self.items

@@ -146,3 +146,58 @@ def test_status_view_renders_and_disables_cleanly():
     with quiet:
         pass
     json.dumps(snap)
+
+
+def test_late_sample_reuses_the_early_inputs(faces_dir):
+    """The late decision adds physiology to the early decision's video and depth inputs instead of
+    computing them again; the result equals building the fused sample in one go."""
+    import cv2
+    import numpy as np
+
+    from mmer.features.sample import SampleConfig, build_sample
+    from mmer.live.pipeline import _merge_samples
+
+    cfg = SampleConfig(flow_method="dis")
+    face = cv2.resize(cv2.imread(str(faces_dir / "0-f1-su-ph.jpg")), (320, 240))
+    frames = [face, np.roll(face, 1, axis=0), np.roll(face, 2, axis=0)]
+    depth = (np.full((240, 320), 600, np.uint16), np.full((240, 320), 602, np.uint16))
+    t = np.arange(0, 8, 1 / 200)
+    physio = {"eda": 5 + 0.1 * np.sin(t), "ecg": np.sin(2 * np.pi * 1.2 * t), "ppg": np.sin(2 * np.pi * 1.2 * t - 1),
+              "rsp": np.sin(2 * np.pi * 0.25 * t)}
+    common = {"config": cfg, "physio_rate": 200.0, "physio_onset": 2.0}
+    early = build_sample(frames=frames, depth=depth, config=cfg)
+    late = _merge_samples(early, build_sample(physio=physio, **common))
+    whole = build_sample(frames=frames, depth=depth, physio=physio, **common)
+    assert late.modalities == whole.modalities == ["video", "depth", "physio"]
+    for key, value in whole.arrays.items():
+        assert np.array_equal(late.arrays[key], value), key
+    assert late.info == whole.info
+
+
+@pytest.mark.slow
+def test_sensors_in_their_own_process_stream_and_stop_cleanly(checkpoint, capfd):
+    cfg = _config(checkpoint, sensor_process=True)
+    pipeline = LivePipeline(cfg)
+    pipeline.start()
+    assert [s.name for s in pipeline.sensors] == ["synthetic-camera", "synthetic-physio"]
+    summary = pipeline.run(duration=8.0)
+    camera, physio = pipeline.sensors
+    assert summary["errors"] == []
+    assert any(line.startswith("[missing] sensor realsense") for line in summary["warnings"])
+    # Health comes back from the child (the camera streams before the pipeline subscribes).
+    assert camera.health.frames >= summary["frames_received"] >= 200 and camera.health.errors == 0
+    assert physio.physio_samples_sent() == summary["physio_sent"] > 2 * 200 * 7
+    assert summary["physio_before_connect"] is not None and summary["physio_lost"] == 0
+    # Inlets close before the sensors' outlets: liblsl reports no broken stream.
+    broken = [line for line in capfd.readouterr().err.splitlines() if "Stream transmission broke off" in line]
+    assert not broken, broken
+
+
+def test_a_required_sensor_that_fails_in_the_process_is_a_clear_error(checkpoint, tmp_path):
+    bad = {"adapter": "synthetic-camera", "options": {"face": str(tmp_path / "nobody.jpg"), "width": 320, "height": 240}}
+    cfg = _config(checkpoint, sensors=[bad], sensor_process=True)
+    with pytest.raises(PipelineError, match="sensor 'synthetic-camera' is not available: .*nobody.jpg"):
+        LivePipeline(cfg).start()
+    with pytest.raises(PipelineError, match="sensors: adapter 'synthetic-camera': .*seconds"):
+        LivePipeline(_config(checkpoint, sensors=[{"adapter": "synthetic-camera", "options": {"seconds": -1}}],
+                             sensor_process=True)).start()

@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mmer.commands.live import install_sigterm
+    from mmer.live._quiet import NativeChatterFilter
     from mmer.live.demo import run_demo
 
     try:
@@ -38,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise ValueError(f"--size must look like 640x480, got {args.size!r}") from None
     install_sigterm()
-    full, table = run_demo(seconds=args.seconds, out=args.out, seed=args.seed, width=width, height=height,
-                           checkpoint=args.checkpoint, record=args.record, status="auto")
+    with NativeChatterFilter():
+        full, table = run_demo(seconds=args.seconds, out=args.out, seed=args.seed, width=width, height=height,
+                               checkpoint=args.checkpoint, record=args.record, status="auto")
     lat = full["latency_ms"]
 
     def ms(entry):
@@ -51,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
         "",
         f"candidates {full['candidates']}, decisions {full['events']}; spotting vs truth: TP {spot['tp']} "
         f"FP {spot['fp']} FN {spot['fn']} (F1 {spot['f1']:.2f}, IoU >= 0.5)",
-        f"latency ms p50/p95: early {ms(lat['early'])} (from the ME's last frame), "
-        f"{ms(lat['early_from_closing_frame'])} (from the frame that closed the candidate); late {ms(lat['late'])} "
-        f"(from the end of the physiology window)",
+        f"latency ms p50/p95: early {ms(lat['early'])} from the candidate's last frame (MEs {ms(lat['early_me'])}, "
+        f"macros {ms(lat['early_mae'])}), {ms(lat['early_from_closing_frame'])} from the frame that closed it; "
+        f"late {ms(lat['late'])} from the end of the physiology window",
         f"physio samples lost {full['physio_lost']}, frames dropped {full['frames_dropped_pct']:.2f}%",
         f"report: {args.out}/events.csv, summary.json, timeline.png",
     ]

@@ -40,6 +40,7 @@ def install_sigterm() -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mmer.config import example_config, load_config
+    from mmer.live._quiet import NativeChatterFilter
 
     if args.example_config:
         sys.stdout.write(example_config())
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if args.status:
         status = {"on": True, "off": False}.get(args.status, "auto")
         config = config.model_copy(update={"outputs": config.outputs.model_copy(update={"status": status})})
-    summary = run_session(config, record=args.record, seconds=args.seconds)
+    with NativeChatterFilter():
+        summary = run_session(config, record=args.record, seconds=args.seconds)
     _print_summary(summary)
     if args.json:
         print_json(summary)

@@ -1,10 +1,19 @@
-"""Sources the pipeline can own besides sensor adapters: a dataset replayed by the Player."""
+"""Sources the pipeline can own besides in-process sensor adapters: a dataset replayed by the Player,
+and sensor adapters run in a child process."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
 
-from mmer.config import ReplayConfig
+from mmer.config import ReplayConfig, SensorConfig
+from mmer.sensors.base import SensorHealth
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +74,220 @@ class _WithoutDecisions:
                          recording.video)
                 del recording.samples[key]
             yield recording
+
+
+class SensorProcess:
+    """The session's sensor adapters in one child process, the way separate sensor apps run.
+
+    Acquisition (a camera's decoding, the synthetic sensors' rendering and segment generation)
+    then never competes with the pipeline for this interpreter's lock, and adapters in the one
+    child still share what lives in a process (synthetic sensors of one lab share its truth).
+    The child is a fresh interpreter (``python -m mmer.live._sources``) talking JSON lines on its
+    stdin and stdout; it inherits the environment, hence the LSL session. :meth:`start` returns
+    once every adapter has started or failed; :attr:`sensors` stand in for the started adapters,
+    their ``health`` refreshed from the child twice a second and final after :meth:`halt`.
+
+    Parameters
+    ----------
+    entries : sequence of SensorConfig
+        The adapters and their options, as in the session file.
+    start_timeout : float
+        Seconds to wait for the child to build and start every adapter.
+    """
+
+    name = "sensor-process"
+
+    def __init__(self, entries: Sequence[SensorConfig], *, start_timeout: float = 120.0) -> None:
+        self.entries = list(entries)
+        self.start_timeout = float(start_timeout)
+        self.sensors: list[_RemoteSensor] = []
+        self._process: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+        self._replies: queue.Queue = queue.Queue()
+        self._halted = False
+
+    def start(self) -> list[tuple[SensorConfig, str, str] | None]:
+        """Start the child and its adapters; one outcome per entry.
+
+        ``None`` for an adapter that runs, else ``(entry, kind, message)`` with ``kind``
+        ``"options"`` (the adapter rejected its options: nothing was started) or ``"unavailable"``
+        (a :class:`~mmer.sensors.SensorError` while building or starting it).
+
+        Raises
+        ------
+        RuntimeError
+            When the child does not answer within ``start_timeout`` or dies while starting.
+        """
+        request = {"entries": [[e.adapter, e.options] for e in self.entries],
+                   "level": logging.getLogger().getEffectiveLevel()}
+        try:
+            line = json.dumps(request)
+        except TypeError as err:
+            raise RuntimeError(f"sensor options must be plain values to start them in a process: {err}") from None
+        self._process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True, bufsize=1)
+        self._process.stdin.write(line + "\n")
+        self._process.stdin.flush()
+        self._reader = threading.Thread(target=self._read, name="mmer-sensor-process", daemon=True)
+        self._reader.start()
+        try:
+            kind, payload = self._replies.get(timeout=self.start_timeout)
+        except queue.Empty:
+            self._kill()
+            raise RuntimeError(f"the sensor process did not start its adapters within {self.start_timeout:g} s") from None
+        if kind != "ready":
+            self._kill()
+            raise RuntimeError(f"the sensor process died while starting (exit code {self._process.poll()})")
+        outcomes = []
+        for entry, failure in zip(self.entries, payload, strict=True):
+            if failure is None:
+                self.sensors.append(_RemoteSensor(self, entry.adapter))
+                outcomes.append(None)
+            else:
+                outcomes.append((entry, *failure))
+        return outcomes
+
+    def _read(self) -> None:
+        for line in self._process.stdout:
+            kind, payload = json.loads(line)
+            if kind != "ready":
+                for sensor, (health, sent) in zip(self.sensors, payload, strict=True):
+                    sensor.health = SensorHealth(**health)
+                    sensor.sent = sent
+            if kind != "health":
+                self._replies.put((kind, payload))
+        if not self._halted:
+            log.error("the sensor process ended unexpectedly (exit code %s)", self._process.wait())
+        self._replies.put(("ended", None))
+
+    def _ask(self, command: str, timeout: float) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        try:
+            self._process.stdin.write(command + "\n")
+            self._process.stdin.flush()
+            self._replies.get(timeout=timeout)
+        except (OSError, queue.Empty) as err:
+            log.warning("the sensor process did not answer %r: %r", command, err)
+
+    def halt(self) -> None:
+        """Stop acquiring, keep the outlets open (consumers drain first); final health after this."""
+        if not self._halted:
+            self._halted = True
+            self._ask("halt", 30.0)
+
+    def stop(self) -> None:
+        """Stop acquiring if still running, close the outlets and end the child."""
+        if self._process is None:
+            return
+        self.halt()
+        self._ask("stop", 30.0)
+        self._kill()
+        if self._reader is not None:
+            self._reader.join(2.0)
+        self._process = None
+
+    def _kill(self) -> None:
+        try:
+            self._process.stdin.close()  # the child stops at end of input too
+        except OSError:
+            pass
+        try:
+            self._process.wait(10.0)
+        except subprocess.TimeoutExpired:
+            log.warning("the sensor process did not end; terminating it")
+            self._process.terminate()
+            self._process.wait(5.0)
+
+
+class _RemoteSensor:
+    """What the pipeline sees of one adapter in a :class:`SensorProcess`: its name and health."""
+
+    def __init__(self, host: SensorProcess, name: str) -> None:
+        self.host, self.name = host, name
+        self.health = SensorHealth()
+        self.sent: int | None = None
+
+    def physio_samples_sent(self) -> int | None:
+        """Physiology samples (all channels) the adapter pushed; None when it cannot say."""
+        return self.sent
+
+    def halt(self) -> None:
+        self.host.halt()
+
+    def stop(self) -> None:
+        self.host.stop()
+
+
+def _host() -> None:
+    """The child: build and start the adapters, report their health, obey ``halt``/``stop``."""
+    import os
+    import signal
+
+    from mmer.sensors import SensorError, create_sensor
+
+    # Ctrl-C in the terminal reaches the whole process group: the parent decides when to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Replies go on a private copy of stdout; anything else written to stdout lands on stderr.
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    request = json.loads(sys.stdin.readline())
+    logging.basicConfig(level=request["level"], format="%(asctime)s %(levelname)s %(name)s [sensors]: %(message)s")
+    built, failures = [], []
+    for adapter, options in request["entries"]:
+        try:
+            built.append(create_sensor(adapter, **options))
+            failures.append(None)
+        except SensorError as err:
+            built.append(None)
+            failures.append(("unavailable", str(err)))
+        except (ValueError, TypeError) as err:
+            built.append(None)
+            failures.append(("options", str(err)))
+    running = []
+    if not any(f is not None and f[0] == "options" for f in failures):
+        for i, sensor in enumerate(built):
+            if sensor is None:
+                continue
+            try:
+                sensor.start()
+                running.append(sensor)
+            except SensorError as err:
+                failures[i] = ("unavailable", str(err))
+
+    def reply(kind: str, payload) -> None:
+        replies.write(json.dumps([kind, payload]) + "\n")
+
+    def health() -> list:
+        out = []
+        for sensor in running:
+            sent = getattr(sensor, "physio_samples_sent", None)
+            out.append([dataclasses.asdict(sensor.health), sent() if sent else None])
+        return out
+
+    reply("ready", failures)
+    commands: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [commands.put(line.strip()) for line in sys.stdin] + [commands.put("stop")],
+                     daemon=True).start()
+    command = ""
+    while command != "stop":
+        try:
+            command = commands.get(timeout=0.5)
+        except queue.Empty:
+            command = ""
+        if command in ("halt", "stop"):
+            for sensor in running:
+                sensor.halt()
+        if command == "stop":
+            for sensor in running:
+                sensor.stop()
+        try:
+            reply(command or "health", health())
+        except OSError:  # the parent is gone
+            command = "stop"
+            for sensor in running:
+                sensor.stop()
+
+
+if __name__ == "__main__":
+    _host()

@@ -24,6 +24,9 @@ __all__ = ["run_demo"]
 
 log = logging.getLogger(__name__)
 
+#: ``lsl_api.cfg`` lines that keep liblsl's warnings and errors but not its start-up notes.
+LSL_WARNINGS_ONLY = ("[log]", "level = -1")
+
 
 class _SignalTap(threading.Thread):
     """A plain LSL consumer of a few physiology streams, kept whole for the timeline plot."""
@@ -76,6 +79,7 @@ def demo_config(*, seed: int, width: int, height: int, checkpoint: str, status: 
             {"adapter": "synthetic-camera", "options": {**lab, "depth": True}},
             {"adapter": "synthetic-physio", "options": lab},
         ],
+        "sensor_process": True,
         "model": {"checkpoint": checkpoint},
         "outputs": {"status": status},
     }, source="demo")
@@ -98,7 +102,7 @@ def run_demo(
 
     if seconds <= 0:
         raise ValueError(f"seconds must be > 0, got {seconds}")
-    configure_lsl(session_id or f"mmer-demo-{uuid.uuid4().hex[:8]}")
+    configure_lsl(session_id or f"mmer-demo-{uuid.uuid4().hex[:8]}", extra_lines=LSL_WARNINGS_ONLY)
     config = demo_config(seed=seed, width=width, height=height, checkpoint=checkpoint, status=status)
     out = Path(out)
     pipeline = LivePipeline(config, record_dir=out / "recording" if record else None)

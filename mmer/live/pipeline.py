@@ -28,6 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -309,6 +310,7 @@ class _Job:
     offset: float
     closing_capture: float
     physio_end: float = 0.0
+    early: object = None  # the early decision's Sample: its video and depth inputs serve the late one too
 
 
 @dataclass
@@ -384,6 +386,8 @@ class LivePipeline:
         self._csv: _DecisionCsv | None = None
         self._frame_q: queue.Queue[_FrameItem] = queue.Queue()
         self._job_q: queue.Queue[_Job] = queue.Queue()
+        self._late_q: queue.Queue[_Job] = queue.Queue()
+        self._early_done = threading.Event()
         self._frame_times: dict[int, tuple[float, float, float]] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -429,6 +433,28 @@ class LivePipeline:
                 raise PipelineError(f"sensors: adapter {entry.adapter!r}: {err}") from None
         return made
 
+    def _start_sensor_process(self) -> list:
+        """Start ``config.sensors`` in one child process; the same rules as in-process adapters."""
+        from mmer.live._sources import SensorProcess
+
+        host = SensorProcess(self.config.sensors)
+        try:
+            outcomes = host.start()
+        except RuntimeError as err:
+            raise PipelineError(str(err)) from None
+        for outcome in outcomes:
+            if outcome is None:
+                continue
+            entry, kind, message = outcome
+            if kind == "options" or entry.required:
+                host.stop()
+                what = f"sensors: adapter {entry.adapter!r}" if kind == "options" else \
+                    f"sensor {entry.adapter!r} is not available"
+                raise PipelineError(f"{what}: {message}")
+            log.warning("optional sensor %s is not available: %s", entry.adapter, message)
+            self._note(f"[missing] sensor {entry.adapter}: {message}")
+        return list(host.sensors)
+
     def preflight(self) -> None:
         """Everything that can fail before a single stream starts: folder, checkpoint, adapters."""
         if self.record_dir is not None:
@@ -446,12 +472,18 @@ class LivePipeline:
         first consumer is recorded from its first sample.
         """
         from mmer.sensors.base import SensorError
+        from mmer.spotting import Spotter
 
         self.preflight()
         cfg = self.config
-        pairs = self._make_sensors() + [(source, None) for source in self._extra_sources]
+        self._make_meshes()
         started = []
         try:
+            if cfg.sensor_process and cfg.sensors:
+                started += self._start_sensor_process()
+                pairs = [(source, None) for source in self._extra_sources]
+            else:
+                pairs = self._make_sensors() + [(source, None) for source in self._extra_sources]
             for sensor, entry in pairs:
                 try:
                     sensor.start()
@@ -475,6 +507,8 @@ class LivePipeline:
                 if name not in found:
                     log.warning("stream %r not found; decisions will list it as missing", name)
                     self._note(f"[missing] stream {name}")
+            self.spotter = Spotter(config=cfg.spotter_config(fps=found[inputs.rgb].nominal_srate() or 30.0),
+                                   tracker=self._spot_tracker)
             self.events = EventOutlet(name=cfg.outputs.events_stream, source_id=cfg.outputs.events_source_id)
             if cfg.outputs.events_csv is not None:
                 self._csv = _DecisionCsv(cfg.outputs.events_csv)
@@ -482,6 +516,8 @@ class LivePipeline:
                 self._start_recorder(list(found.values()))
             self._connect_streams(found)
         except BaseException:
+            for mesh in (self._spot_tracker, self._tracker, self._landmarks):
+                mesh.close()
             for sensor in started:
                 sensor.stop()
             if self.recorder is not None:
@@ -489,11 +525,10 @@ class LivePipeline:
             if self.buffer is not None:
                 self.buffer.close()
             raise
-        self._make_workers()
         self.started_at = local_clock()
         self._running = True
-        for target, name in ((self._spot_loop, "mmer-spot"), (self._decide_loop, "mmer-decide"),
-                             (self._monitor_loop, "mmer-monitor")):
+        for target, name in ((self._spot_loop, "mmer-spot"), (self._early_loop, "mmer-early"),
+                             (self._late_loop, "mmer-late"), (self._monitor_loop, "mmer-monitor")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -520,6 +555,20 @@ class LivePipeline:
         inputs = cfg.inputs
         timeout = inputs.resolve_timeout_s
         self.buffer = AlignmentBuffer(seconds=cfg.buffer.seconds, stall_timeout=cfg.buffer.stall_timeout_s)
+        # Slow connections first (each physiology inlet takes a fraction of a second to open): a
+        # video subscriber queues frames from the moment it connects until its reader starts,
+        # and that burst would arrive at the spotter as a backlog.
+        names = [name for name in inputs.physio if name in found]
+        if names:
+            with ThreadPoolExecutor(len(names)) as pool:  # each takes its own clock round trips
+                keys = list(pool.map(self.buffer.add_inlet, [found[name] for name in names]))
+            self._physio_keys += keys
+            self._nominal.update({key: found[name].nominal_srate() for key, name in zip(keys, names, strict=True)})
+        if inputs.truth and inputs.truth in found:
+            try:
+                self._truth = _MarkerReader(found[inputs.truth])
+            except Exception as err:  # noqa: BLE001 - pylsl timeout: the truth only feeds reports
+                self._note(f"[missing] stream {inputs.truth}: {err}")
         self.rgb_spec = _full_spec(found[inputs.rgb], timeout)
         self._videos.append(
             _VideoReader(self.rgb_spec, self.buffer, stall_timeout=cfg.buffer.stall_timeout_s, info=found[inputs.rgb],
@@ -530,16 +579,6 @@ class LivePipeline:
                 _VideoReader(_full_spec(found[inputs.depth], timeout), self.buffer, info=found[inputs.depth],
                              stall_timeout=cfg.buffer.stall_timeout_s, hwm=inputs.zmq_hwm, on_gap=self._on_gap)
             )
-        for name in inputs.physio:
-            if name in found:
-                key = self.buffer.add_inlet(found[name])
-                self._physio_keys.append(key)
-                self._nominal[key] = found[name].nominal_srate()
-        if inputs.truth and inputs.truth in found:
-            try:
-                self._truth = _MarkerReader(found[inputs.truth])
-            except Exception as err:  # noqa: BLE001 - pylsl timeout: the truth only feeds reports
-                self._note(f"[missing] stream {inputs.truth}: {err}")
 
     def _start_status(self) -> None:
         from mmer.live.status import StatusView
@@ -572,14 +611,14 @@ class LivePipeline:
             data = None  # the spotter learns the frame is missing, instead of falling behind
         self._frame_q.put(_FrameItem(frame.index, frame.timestamp, data, t_recv, t_buf))
 
-    def _make_workers(self) -> None:
-        """Face meshes and the spotter are built before the first frame is read, so their start-up
-        (a second or two) never becomes a backlog in front of the spotter."""
+    def _make_meshes(self) -> None:
+        """The face meshes (spotter, decisions, onset landmarks) take a second or two to build:
+        built before any source starts, that time is neither a stall of the streams nor a
+        backlog in front of the spotter, nor content the spotter never sees."""
         from mmer.features.face import FaceTracker
         from mmer.live._recognizer import OnsetLandmarks
-        from mmer.spotting import Spotter
 
-        self.spotter = Spotter(config=self.config.spotter_config(fps=self.rgb_spec.rate or 30.0))
+        self._spot_tracker = FaceTracker()
         self._tracker = FaceTracker()
         self._landmarks = OnsetLandmarks()
 
@@ -605,6 +644,7 @@ class LivePipeline:
             self.spot_signal = {k: list(v) for k, v in spotter.signal.items()}
             self._spot_done.set()
             spotter.close()
+            self._spot_tracker.close()
 
     def _emit(self, cands, *, closing) -> None:
         now = local_clock()
@@ -626,34 +666,54 @@ class LivePipeline:
         return self._videos[0]
 
     # -- decisions ----------------------------------------------------------------------------------
-    def _decide_loop(self) -> None:
-        tracker = self._tracker
-        pending: list[_Job] = []
+    def _early_loop(self) -> None:
+        """Early decisions, in the order the spotter closes candidates."""
         try:
             while True:
                 try:
                     job = self._job_q.get(timeout=0.02)
                 except queue.Empty:
-                    job = None
-                if job is not None:
-                    self._decide(job, "early", tracker)
-                    if self._physio_keys:
-                        pending.append(job)
-                final = self._spot_done.is_set() and self._job_q.empty() and self._stopping.is_set()
-                for job in list(pending):
-                    if final or self.buffer.ready(job.physio_end, streams=self._physio_keys):
-                        self._decide(job, "late", tracker, forced=final)
-                        pending.remove(job)
-                if self._spot_done.is_set() and self._job_q.empty() and not pending:
-                    break
+                    if self._spot_done.is_set() and self._job_q.empty():
+                        break
+                    continue
+                self._decide(job, "early")
+                if self._physio_keys:
+                    self._late_q.put(job)
         except Exception as err:  # noqa: BLE001 - reported in the summary
-            log.exception("decision thread stopped")
+            log.exception("early decision thread stopped")
             self.counters.errors.append(f"decisions: {err!r}")
         finally:
-            tracker.close()
+            self._early_done.set()
+            self._tracker.close()
             self._landmarks.close()
 
-    def _decide(self, job: _Job, stage: str, tracker, *, forced: bool = False) -> None:
+    def _late_loop(self) -> None:
+        """Late decisions, each once its physiology window is buffered.
+
+        A thread of its own at a lower CPU priority: physiology features take a few hundred
+        milliseconds, which must delay neither the spotter nor the next early decision.
+        """
+        _lower_thread_priority()
+        pending: list[_Job] = []
+        try:
+            while True:
+                try:
+                    pending.append(self._late_q.get(timeout=0.05))
+                except queue.Empty:
+                    pass
+                done = self._early_done.is_set() and self._late_q.empty()
+                final = done and self._stopping.is_set()
+                for job in list(pending):
+                    if final or self.buffer.ready(job.physio_end, streams=self._physio_keys):
+                        self._decide(job, "late", forced=final)
+                        pending.remove(job)
+                if done and not pending:
+                    break
+        except Exception as err:  # noqa: BLE001 - reported in the summary
+            log.exception("late decision thread stopped")
+            self.counters.errors.append(f"decisions: {err!r}")
+
+    def _decide(self, job: _Job, stage: str, *, forced: bool = False) -> None:
         from mmer.features.sample import sample_from_window
 
         rec = self.recognizer
@@ -679,10 +739,17 @@ class LivePipeline:
             at_onset, at_apex = np.flatnonzero(idx == cand.onset), np.flatnonzero(idx == cand.apex)
             if at_onset.size and at_apex.size:
                 t_on, t_apex = float(ts[at_onset[0]]), float(ts[at_apex[0]])
-            onset_frame = rgb.frames[int(np.argmin(np.abs(ts - t_on)))]
-            landmarks = self._landmarks(onset_frame)
-        sample = sample_from_window(win, t_onset=t_on, t_apex=t_apex, config=rec.sample_config, tracker=tracker,
-                                    landmarks=landmarks, modalities=mods)
+            if stage == "early":
+                landmarks = self._landmarks(rgb.frames[int(np.argmin(np.abs(ts - t_on)))])
+        if stage == "early":
+            sample = job.early = sample_from_window(win, t_onset=t_on, t_apex=t_apex, config=rec.sample_config,
+                                                    tracker=self._tracker, landmarks=landmarks, modalities=mods)
+        else:
+            # The video and depth inputs are the early decision's (the same onset and apex frames);
+            # only the physiology is new.
+            physio = sample_from_window(win, t_onset=t_on, t_apex=t_apex, config=rec.sample_config,
+                                        modalities=("physio",))
+            sample = _merge_samples(job.early, physio)
         t_feat = local_clock()
         probs = rec.predict(sample, mods)
         t_model = local_clock()
@@ -705,6 +772,7 @@ class LivePipeline:
         if stage == "early":
             stamps = {**job.stamps, "features": t_feat, "model": t_model, "publish": decision.t_published}
             self.latency.record("early", stamps)
+            self.latency.record(f"early_{decision.kind}", stamps)  # the target is about MEs; macros close later
             self.latency.record("early_from_closing_frame",
                                 {"capture": job.closing_capture, "publish": decision.t_published})
         elif not forced and not any(k in win.missing for k in self._physio_keys):
@@ -787,11 +855,10 @@ class LivePipeline:
             return
         self._running = False
         self._closing.set()  # sources stop now: silence from here on is not a stall
-        for sensor in self.sensors:
-            try:
-                sensor.stop()
-            except Exception as err:  # noqa: BLE001 - one bad sensor must not block the rest
-                log.error("stopping %s failed: %s", sensor, err)
+        # Sources stop acquiring but keep their outlets until every inlet here has drained and
+        # closed (closing them first makes liblsl report broken streams); those without a
+        # halt step stop at once.
+        self._stop_sources("halt")
         for reader in self._videos:
             reader.stop(drain=True)
         for reader in self._videos:
@@ -818,6 +885,16 @@ class LivePipeline:
             self._csv.close()
         if self._status is not None:
             self._status.stop()
+        self._stop_sources("stop")
+
+    def _stop_sources(self, step: str) -> None:
+        for sensor in self.sensors:
+            if step == "stop" and not hasattr(sensor, "halt"):
+                continue  # stopped in the halt step
+            try:
+                getattr(sensor, step, sensor.stop)()
+            except Exception as err:  # noqa: BLE001 - one bad sensor must not block the rest
+                log.error("stopping %s failed: %s", sensor, err)
 
     # -- reporting ------------------------------------------------------------------------------------
     def truth(self) -> list[dict]:
@@ -912,7 +989,8 @@ class LivePipeline:
             "events": self.counters.decisions,
             "candidates": self.counters.candidates,
             "latency_ms": {"early": pp("early"), "late": pp("late"),
-                           "early_from_closing_frame": pp("early_from_closing_frame")},
+                           "early_from_closing_frame": pp("early_from_closing_frame"),
+                           "early_me": pp("early_me"), "early_mae": pp("early_mae")},
             "physio_lost": int(physio_lost),
             "frames_dropped_pct": 100.0 * dropped / max(1, received + max(0, gaps - source_dropped)),
             "frames_received": received,
@@ -944,20 +1022,39 @@ class LivePipeline:
 
 
 def _samples_sent(sensors) -> int | None:
-    """Physiology samples (all channels) the in-process sources pushed; None when none can say."""
-    from mmer.sensors.synthetic import SyntheticPhysio
-
-    total, known = 0, False
-    for sensor in sensors:
-        if isinstance(sensor, SyntheticPhysio):
-            total += int(sensor.health.samples) * len(sensor.channels)
-            known = True
-        elif hasattr(sensor, "physio_samples_sent"):
-            total += int(sensor.physio_samples_sent())
-            known = True
-    return total if known else None
+    """Physiology samples (all channels) the session's sources pushed; None when none can say."""
+    counts = [sensor.physio_samples_sent() for sensor in sensors if hasattr(sensor, "physio_samples_sent")]
+    counts = [int(n) for n in counts if n is not None]
+    return sum(counts) if counts else None
 
 
 def _source_frames_dropped(sensors) -> int:
     """Frames the sources themselves skipped (a camera that fell behind), from their health."""
     return sum(int(getattr(getattr(s, "health", None), "frames_dropped", 0) or 0) for s in sensors)
+
+
+def _merge_samples(early, physio):
+    """The late decision's sample: the early sample's video and depth, the physiology sample's rest.
+
+    Each sample leaves the other's modalities at their empty value (zeros, mask off), so the
+    arrays add up; ``info`` keeps, per entry, the one that is not ``absent``.
+    """
+    from mmer.features.sample import Sample
+
+    arrays = {k: np.maximum(v, physio.arrays[k]) if k == "mask" else v + physio.arrays[k]
+              for k, v in early.arrays.items()}
+    info = {**physio.info, **{k: v for k, v in early.info.items() if v != "absent" or k not in physio.info}}
+    return Sample(arrays, info)
+
+
+def _lower_thread_priority(niceness: int = 10) -> None:
+    """Lower the calling thread's CPU priority (Linux gives each thread its own nice value)."""
+    import os
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        except OSError as err:
+            log.debug("could not lower the priority of %s: %s", threading.current_thread().name, err)
+

@@ -91,6 +91,13 @@ class Sensor(ABC):
             self.health.last_error = repr(err)
             self.log.exception("sensor %s stopped on error", self.name)
 
+    def halt(self, timeout: float = 5.0) -> None:
+        """Stop acquisition but keep the outlets open, so consumers can drain and close their
+        inlets first (no broken-stream errors); :meth:`stop` closes them."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop acquisition, join the thread and close outlets."""
         self._stop.set()
