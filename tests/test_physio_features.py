@@ -30,6 +30,8 @@ def test_eda_finds_the_scr_after_onset():
     assert out["scr_present"] == 1.0
     assert 1.3 < out["scr_latency"] < 2.3
     assert 0.2 < out["scr_amplitude"] < 0.6
+    assert out["scr_latency"] < out["scr_peak_time"] < out["scr_latency"] + 4.0
+    assert out["scr_slope"] > 0 and out["scr_latency"] <= out["scr_slope_time"] <= out["scr_peak_time"]
     assert out["phasic"].shape == eda.shape
     flat = eda_features(np.full(1600, 5.0), sampling_rate=FS, onset=2.0)
     assert flat["scr_present"] == 0.0 and np.isnan(flat["scr_latency"])
@@ -39,12 +41,26 @@ def test_heart_rate_from_ecg_and_ppg():
     ecg = nk.ecg_simulate(duration=8, sampling_rate=FS, heart_rate=72, random_state=0)
     out = cardiac_features(ecg, sampling_rate=FS, onset=2.0, kind="ecg")
     assert out["hr_baseline"] == pytest.approx(72, abs=6)
-    assert abs(out["hr_change"]) < 6 and out["n_beats"] >= 8 and np.isfinite(out["hrv_rmssd"])
+    assert len(out["hr_change"]) == 3 and max(abs(v) for v in out["hr_change"]) < 6
+    assert out["n_beats"] >= 8 and np.isfinite(out["hrv_rmssd"])
     ppg = nk.ppg_simulate(duration=8, sampling_rate=FS, heart_rate=80, random_state=0)
     out = cardiac_features(ppg, sampling_rate=FS, onset=2.0, kind="ppg")
     assert out["hr_baseline"] == pytest.approx(80, abs=8)
+    assert out["amplitude"].shape == ppg.shape and max(abs(v) for v in out["amplitude_change"]) < 0.3
     with pytest.raises(ValueError, match="kind"):
         cardiac_features(ecg, sampling_rate=FS, onset=2.0, kind="emg")
+
+
+def test_heart_rate_deceleration_and_pulse_amplitude_drop():
+    t = np.arange(int(8 * FS)) / FS
+    rate = np.where(t < 3.0, 75.0, 60.0)  # bpm falls 1 s after the onset at 2 s
+    phase = 2 * np.pi * np.cumsum(rate / 60.0) / FS
+    gain = np.where(t < 3.0, 1.0, 0.6)  # and the pulse shrinks (vasoconstriction)
+    ppg = gain * (np.sin(phase) + 0.3 * np.sin(2 * phase))
+    out = cardiac_features(ppg, sampling_rate=FS, onset=2.0, kind="ppg")
+    assert out["hr_baseline"] == pytest.approx(75, abs=3)
+    assert out["hr_change"][2] == pytest.approx(-15, abs=3) and out["hr_change_min"] < -10
+    assert out["amplitude_change"][2] == pytest.approx(-0.4, abs=0.1)
 
 
 def test_respiration_rate_and_pause():
@@ -53,16 +69,26 @@ def test_respiration_rate_and_pause():
     breathing[(t > 2.5) & (t < 5.5)] *= 0.1  # a pause after the onset
     out = rsp_features(breathing, sampling_rate=FS, onset=2.0)
     assert out["rate"] == pytest.approx(15, abs=3)
-    assert out["amplitude_change"] < -0.3
+    assert out["stillness"] < 0.3 and out["speed_change"][1] < -0.3
+    steady = rsp_features(np.sin(2 * np.pi * 0.25 * t), sampling_rate=FS, onset=2.0)
+    assert steady["stillness"] > 0.35 and abs(steady["speed_change"][0]) < 0.3
+    faster = np.sin(2 * np.pi * np.cumsum(np.where(t < 2.0, 0.25, 0.4)) / FS)  # 15 -> 24 breaths/min
+    assert rsp_features(faster, sampling_rate=FS, onset=2.0)["rate_change"][1] > 4.0
+    assert max(abs(v) for v in steady["rate_change"]) < 2.0
 
 
 def test_physio_process_shapes_masks_and_bad_channels():
     sig = {"eda": scr_signal(3.5, 0.3), "ecg": nk.ecg_simulate(duration=8, sampling_rate=FS, random_state=1),
+           "ppg": nk.ppg_simulate(duration=8, sampling_rate=FS, random_state=1),
            "rsp": nk.rsp_simulate(duration=8, sampling_rate=FS, random_state=1)}
     out = physio_process(sig, sampling_rate=FS, onset=2.0, length=32)
     assert out["series"].shape == (len(PHYSIO_SERIES), 32) and out["features"].shape == (len(PHYSIO_FEATURES),)
     assert np.isfinite(out["series"]).all() and np.isfinite(out["features"]).all()
-    assert out["quality"] == {"eda": "ok", "ecg": "ok", "rsp": "ok"}
+    assert out["quality"] == {"eda": "ok", "ecg": "ok", "ppg": "ok", "rsp": "ok"}
+    assert np.isfinite([out["raw"][k] for k in PHYSIO_FEATURES if k != "scr_latency"]).all()
+    no_ppg = physio_process({k: sig[k] for k in ("eda", "ecg", "rsp")}, sampling_rate=FS, onset=2.0, length=32)
+    assert not no_ppg["series"][PHYSIO_SERIES.index("ppg_amplitude")].any()  # absent channel stays zero
+    assert no_ppg["raw"]["hr_baseline"] == out["raw"]["hr_baseline"]  # heart rate comes from the ECG
     nan_eda = sig["eda"].copy()
     nan_eda[100:140] = np.nan  # a short dropout is interpolated, not fatal
     assert physio_process({"eda": nan_eda}, sampling_rate=FS, onset=2.0)["quality"]["eda"] == "ok"

@@ -116,7 +116,7 @@ def test_sample_from_alignment_window(faces_dir, tracker):
     frames = FrameWindow([rgb.read(p) for p in pos], ts, ts, rgb.indices[list(pos)], "VideoRGB")
     t_on, t_apex = base + float(rgb.timestamps[p0]), base + float(rgb.timestamps[p1])
     signals = {}
-    for name, kind in (("eda", "EDA"), ("ecg", "ECG"), ("rsp", "RSP")):
+    for name, kind in (("eda", "EDA"), ("ecg", "ECG"), ("ppg", "PPG"), ("rsp", "RSP")):
         tr = rec.samples[name]
         t = base + np.asarray(tr.timestamps)
         keep = (t >= t_on - 2.5) & (t <= t_on + 6.5)

@@ -36,7 +36,7 @@ def toy_set(n_subjects=4, per_subject=6, seed=0, emotions=("disgust", "happy", "
     }
     arrays = {k: v.astype(np.float32) for k, v in arrays.items()}
     arrays["flow"][:, 0, 4:12, 4:12] += (y[:, None, None] - 1.0) * 1.5
-    arrays["physio_feats"][:, 0] += y * 2.0
+    arrays["physio_feats"][:, :3] += y[:, None] * 2.0
     labels = [json.dumps({"emotion": emotions[k], "objective": "I"}) for k in y]
     subjects = [f"sub{i // per_subject}" for i in range(n)]
     return SampleSet(arrays, labels, subjects, [f"x{i}" for i in range(n)], CFG, {"source": "toy"})
@@ -44,7 +44,7 @@ def toy_set(n_subjects=4, per_subject=6, seed=0, emotions=("disgust", "happy", "
 
 def test_tiny_loso_learns_and_is_deterministic(tmp_path):
     ss = toy_set()
-    opts = TrainOptions(model="physionet", modalities=("physio",), epochs=10, batch_size=8, lr=1e-2, seed=3)
+    opts = TrainOptions(model="physionet", modalities=("physio",), epochs=20, batch_size=8, lr=1e-2, seed=3)
     a = cross_validate(ss, opts, out_dir=tmp_path / "a", progress=False)
     b = cross_validate(ss, opts, progress=False, save_final=False)
     assert a["n_folds"] == 4 and a["n_samples"] == 24

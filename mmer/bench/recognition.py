@@ -8,9 +8,9 @@ Four parts, all on synthetic data drawn from the *held-out* face ``45-m7-di-ph.j
    (one synthetic session = one subject), timing the whole LOSO run;
 2. **multimodal**: fused (video + depth + physiology) against video-only training under
    subject-disjoint k-fold, and the fused models scored with each modality missing at test time;
-3. **inference**: ms per candidate on one CPU core, features included (face mesh on the onset
-   frame, alignment, DIS flow, depth, neurokit2 physiology) but not TV-L1, for the early
-   video-only decision and the late fused one;
+3. **inference**: ms per candidate on one CPU core with the packaged demo checkpoint, features
+   included (face mesh on the onset frame, alignment, DIS flow, depth, neurokit2 physiology) but
+   not TV-L1, for the early video+depth decision and the late fused one;
 4. **size**: parameters and FLOPs per model (``torch.utils.flop_counter``), one sample.
 """
 
@@ -33,6 +33,12 @@ HELP = "recognition accuracy (flowimages LOSO, fused vs video-only), inference m
 logger = logging.getLogger(__name__)
 
 HELD_OUT_FACE = "45-m7-di-ph.jpg"
+
+# Part of the multimodal cache key: bump it whenever the sample builder's depth or physiology
+# output changes, so a cached set never mixes old features with a new model.
+# 2: PPG pulse amplitude, SCR/HR/breathing time course (25 physiology features); depth holes
+#    filled on the aligned crop.
+_BUILDER_VERSION = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,7 +124,7 @@ def _multimodal(args, faces) -> dict:
     cfg = SampleConfig(flow_method="tvl1")
     seeds = list(range(2000, 2000 + args.sessions))
     params = {"faces": [Path(f).name for f in faces], "seeds": seeds, "seconds": args.seconds, "me": 6.0,
-              "cfg": cfg.as_dict(), "kind": "multimodal"}
+              "cfg": cfg.as_dict(), "kind": "multimodal", "builder": _BUILDER_VERSION}
     ss, gen_s, cached = _cached_set("multimodal", params, lambda: synthetic_sample_set(
         faces=faces, seeds=seeds, seconds=args.seconds, me_per_min=6.0, mae_per_min=1.0, config=cfg,
         workers=args.workers), use_cache=not args.no_cache)
@@ -154,9 +160,8 @@ def _inference(args, faces) -> dict:
 
     from mmer.dataset import EventKind
     from mmer.features.face import FaceTracker
-    from mmer.features.sample import SampleConfig, build_sample
-    from mmer.models import create_model
-    from mmer.models.train import to_batch
+    from mmer.features.sample import build_sample
+    from mmer.models import Recognizer
     from mmer.synth import generate_session
 
     torch.set_num_threads(1)
@@ -171,18 +176,20 @@ def _inference(args, faces) -> dict:
     d = (depth.read(p0), depth.read(p1))
     t_on = float(rgb.timestamps[p0])
     physio = {}
-    for k in ("eda", "ecg", "rsp"):
+    for k in ("eda", "ecg", "ppg", "rsp"):
         tr = rec.samples[k]
         sel = (tr.timestamps >= t_on - 2.0) & (tr.timestamps < t_on + 6.0)
         physio[k] = np.asarray(tr.data)[sel, 0]
     lo = float(rec.samples["eda"].timestamps[(rec.samples["eda"].timestamps >= t_on - 2.0)][0])
-    cfg = SampleConfig(flow_method="dis")
-    model = create_model(args.model, n_classes=3, **cfg.model_inputs()).eval()
+    recognizer = Recognizer()  # the packaged demo checkpoint, as the live pipeline runs it
+    cfg = recognizer.config
+    if cfg.flow_method == "tvl1":
+        raise ValueError("the packaged checkpoint computes TV-L1 flow; the inference target excludes TV-L1")
     tracker = FaceTracker()
     keys = ("early_features", "early_model", "fused_features", "fused_model")
     wall = {k: [] for k in keys}
     cpu = {k: [] for k in keys}
-    early_mask, fused_mask = ("video",), ("video", "depth", "physio")
+    early_mask, fused_mask = ("video", "depth"), ("video", "depth", "physio")
 
     def early_features():
         return build_sample(config=cfg, frames=frames, depth=d, tracker=tracker)
@@ -192,8 +199,7 @@ def _inference(args, faces) -> dict:
                             physio_onset=t_on - lo, tracker=tracker)
 
     def forward(sample, mods):
-        with torch.no_grad():
-            model(to_batch({k: v[None] for k, v in sample.arrays.items()}, np.array([0]), mods))
+        recognizer.predict(sample, modalities=mods)
 
     try:
         early_features()  # warm-up (mesh acquisition)
@@ -220,9 +226,11 @@ def _inference(args, faces) -> dict:
         **{f"{k}_ms": v for k, v in med.items()},
         **{f"{k}_cpu_ms": v for k, v in med_cpu.items()},
         "load_average": list(os.getloadavg()),
-        "frames_per_candidate": len(frames), "flow": "dis", "threads": 1, "repeats": args.repeats,
-        "note": "median per candidate; early = video+depth features and a video-only forward pass, fused adds "
-                "neurokit2 physiology over 8 s at 200 Hz; TV-L1 excluded; *_ms is wall time, *_cpu_ms the process "
+        "frames_per_candidate": len(frames), "flow": cfg.flow_method, "threads": 1, "repeats": args.repeats,
+        "checkpoint": "demo",
+        "note": "median per candidate with the packaged demo checkpoint (Recognizer.predict); early = video+depth "
+                "features and a video+depth forward pass (the live early decision), fused adds "
+                "neurokit2 physiology (EDA, ECG, PPG, RSP) over 8 s at 200 Hz; TV-L1 excluded; *_ms is wall time, *_cpu_ms the process "
                 "CPU time (all threads), which a busy machine inflates less",
     }
 

@@ -3,16 +3,26 @@
 One verb_noun function per signal, each taking a plain 1-D array, its sampling rate and the onset
 time (seconds from the start of the array) and returning plain arrays and dicts:
 
-- :func:`eda_features` - phasic/tonic split, skin-conductance response (SCR) amplitude and latency;
-- :func:`cardiac_features` - heart rate and HRV (RMSSD) from ECG or PPG;
-- :func:`rsp_features` - respiration rate and amplitude, and the amplitude change after onset;
+- :func:`eda_features` - phasic/tonic split, skin-conductance response (SCR) amplitude, latency
+  and steepest rise;
+- :func:`cardiac_features` - heart rate over time and HRV (RMSSD) from ECG or PPG, and the PPG
+  pulse amplitude;
+- :func:`rsp_features` - respiration rate, how breathing speeds up, slows or pauses after onset;
 - :func:`physio_process` - all of the above over a window (``onset - pre`` .. ``onset + post``),
   with the resampled segments the models read.
 
 Why these: an SCR follows an emotional stimulus after about 1-3 s and lasts several seconds, heart
-rate reacts over 2-6 s, and breathing pauses on surprise, so each carries partial class
-information a few seconds *after* the ME. Signals that neurokit2 cannot process (flat, too short,
-no beats found) give NaN features and are reported in ``quality``, never an exception mid-run.
+rate accelerates or decelerates over 2-6 s, peripheral vasoconstriction shrinks the PPG pulse,
+and breathing pauses on surprise, so each carries partial class information a few seconds *after*
+the ME; the response's time course (when, not only how much) separates classes too, hence the
+features over successive sub-windows.
+
+Cost: a fused decision runs these per candidate, so they use NeuroKit2's building blocks
+(``eda_clean``, ``signal_filter``, ``ecg_clean``/``ecg_findpeaks``, ``ppg_clean``/
+``ppg_findpeaks``, ``rsp_clean``) and plain array statistics rather than the ``*_process`` and
+``*_peaks`` pipelines, which build DataFrames and compute far more than the models read. Signals
+that neurokit2 cannot process (flat, too short, no beats found) give NaN features and are reported
+in ``quality``, never an exception mid-run.
 """
 
 from __future__ import annotations
@@ -36,24 +46,46 @@ __all__ = [
 ]
 
 #: Rows of the resampled segment array, in order.
-PHYSIO_SERIES: tuple[str, ...] = ("eda_phasic", "eda_tonic", "hr", "rsp", "rsp_amplitude")
+PHYSIO_SERIES: tuple[str, ...] = ("eda_phasic", "eda_tonic", "hr", "rsp", "rsp_speed", "ppg_amplitude")
 
-#: Entries of the scalar feature vector, in order (see :func:`physio_process` for units/scaling).
-PHYSIO_FEATURES: tuple[str, ...] = (
-    "scr_amplitude",
-    "scr_latency",
-    "scr_present",
-    "eda_tonic_change",
-    "hr_baseline",
-    "hr_change",
-    "hr_change_peak",
-    "hrv_rmssd",
-    "rsp_rate",
-    "rsp_amplitude_change",
-)
+#: Seconds after onset over which the time course of a response is summarised.
+_SPANS: tuple[tuple[float, float], ...] = ((0.0, 2.0), (2.0, 4.0), (4.0, 6.0))
 
-# Divisors that bring each feature to order 1 for the networks (units in PHYSIO_FEATURES docs).
-_FEATURE_SCALE = np.array([1.0, 5.0, 1.0, 1.0, 100.0, 10.0, 10.0, 100.0, 30.0, 1.0], dtype=np.float32)
+#: Entries of the scalar feature vector, in order, with the divisor that brings each to order 1
+#: for the networks (units: µS, s, bpm, ms, breaths/min; ``*_change`` of amplitudes and speeds
+#: are relative changes).
+_FEATURE_SCALES: dict[str, float] = {
+    "scr_amplitude": 0.3,
+    "scr_latency": 3.0,
+    "scr_present": 1.0,
+    "scr_peak_time": 3.0,
+    "scr_slope": 0.3,
+    "scr_slope_time": 3.0,
+    "eda_slope_pre": 0.1,
+    "eda_tonic_change": 0.3,
+    "hr_baseline": 100.0,
+    "hr_change_0_2": 5.0,
+    "hr_change_2_4": 5.0,
+    "hr_change_4_6": 5.0,
+    "hr_change_min": 5.0,
+    "hr_change_max": 5.0,
+    "hrv_rmssd": 100.0,
+    "ppg_amplitude_change_0_2": 0.2,
+    "ppg_amplitude_change_2_4": 0.2,
+    "ppg_amplitude_change_4_6": 0.2,
+    "rsp_rate": 30.0,
+    "rsp_rate_change_0_3": 10.0,
+    "rsp_rate_change_3_6": 10.0,
+    "rsp_speed_change_0_2": 1.0,
+    "rsp_speed_change_2_4": 1.0,
+    "rsp_speed_change_4_6": 1.0,
+    "rsp_stillness": 1.0,
+}
+PHYSIO_FEATURES: tuple[str, ...] = tuple(_FEATURE_SCALES)
+_FEATURE_SCALE = np.array(list(_FEATURE_SCALES.values()), dtype=np.float32)
+
+#: Rate the slow signals (EDA, RSP, pulse amplitude) are analysed at after neurokit2's low-pass.
+_SLOW_RATE = 25.0
 
 
 def _nk():
@@ -84,15 +116,34 @@ def _quiet(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
+def _span_means(x: np.ndarray, t: np.ndarray, onset: float, spans, base: float) -> list[float]:
+    """Mean of ``x`` over each ``(a, b)`` seconds after onset, minus ``base`` (NaN where empty)."""
+    out = []
+    for a, b in spans:
+        sel = (t >= onset + a) & (t < onset + b)
+        out.append(float(x[sel].mean() - base) if sel.any() else float("nan"))
+    return out
+
+
+def _slow(x: np.ndarray, sampling_rate: float) -> tuple[np.ndarray, float]:
+    """Decimate a low-passed signal to about :data:`_SLOW_RATE` Hz (its content is below 3 Hz)."""
+    step = max(int(sampling_rate // _SLOW_RATE), 1)
+    return x[::step], sampling_rate / step
+
+
 def eda_features(
     eda: np.ndarray,
     *,
     sampling_rate: float,
     onset: float,
-    response_window: tuple[float, float] = (0.5, 5.0),
+    window: float = 6.0,
     min_amplitude: float = 0.02,
 ) -> dict:
     """Decompose EDA and measure the SCR that follows ``onset``.
+
+    The SCR is the largest trough-to-peak rise of the cleaned signal within ``window`` seconds
+    after onset; it starts where the rise first reaches 10 % of its amplitude. A trough-to-peak measure needs no
+    peak detector, which over an 8 s window is unreliable and costs more than everything else.
 
     Parameters
     ----------
@@ -102,50 +153,56 @@ def eda_features(
         Hz.
     onset : float
         ME onset in seconds from the first sample.
-    response_window : (float, float)
-        An SCR counts when its onset falls this many seconds after the ME onset.
+    window : float
+        Seconds after onset searched for the response.
     min_amplitude : float
-        Smallest SCR in µS (neurokit2's own threshold is relative to the largest peak, so a flat
-        trace would otherwise yield "responses" made of noise).
+        Smallest SCR in µS; below it there is no response.
 
     Returns
     -------
     dict
-        ``phasic``, ``tonic`` (arrays, n), ``scr_amplitude`` (µS, 0 without SCR), ``scr_latency``
-        (s from ME onset to SCR onset, NaN without SCR), ``scr_present`` (0/1) and
+        ``phasic``, ``tonic`` (arrays, n); ``scr_amplitude`` (µS, 0 without SCR),
+        ``scr_latency`` (s from ME onset to SCR onset, NaN without SCR), ``scr_present`` (0/1),
+        ``scr_peak_time`` (s from ME onset to the SCR peak, NaN without SCR), ``scr_slope``
+        (steepest rise after onset, µS/s), ``scr_slope_time`` (when, s after onset),
+        ``eda_slope_pre`` (mean slope before onset, µS/s: recovery from an earlier response) and
         ``tonic_change`` (mean tonic level after minus before onset, µS).
     """
     nk = _nk()
     x = _check_signal(eda, sampling_rate, "EDA")
-    cleaned = _quiet(nk.eda_clean, x, sampling_rate=sampling_rate)
-    parts = _quiet(nk.eda_phasic, cleaned, sampling_rate=sampling_rate, method="highpass")
-    phasic = parts["EDA_Phasic"].to_numpy()
-    tonic = parts["EDA_Tonic"].to_numpy()
-    amplitude, latency = 0.0, float("nan")
-    try:
-        _, info = _quiet(nk.eda_peaks, phasic, sampling_rate=sampling_rate, amplitude_min=0.02)
-        onsets = np.asarray(info["SCR_Onsets"], dtype=float) / sampling_rate
-        amps = np.asarray(info["SCR_Amplitude"], dtype=float)
-        keep = np.isfinite(onsets) & np.isfinite(amps)
-        rel = onsets[keep] - onset
-        amps = amps[keep]
-        hit = (rel >= response_window[0]) & (rel <= response_window[1]) & (amps >= min_amplitude)
-        if hit.any():
-            best = int(np.argmax(np.where(hit, amps, -np.inf)))
-            amplitude, latency = float(amps[best]), float(rel[best])
-    except (ValueError, IndexError, KeyError) as err:
-        logger.debug("eda_peaks found no SCR: %s", err)
+    cleaned = np.asarray(_quiet(nk.eda_clean, x, sampling_rate=sampling_rate), dtype=float)
+    # what eda_phasic(method="highpass") does, without building its DataFrame
+    phasic = np.asarray(_quiet(nk.signal_filter, cleaned, sampling_rate=sampling_rate, lowcut=0.05,
+                               method="butterworth", order=2), dtype=float)
+    tonic = cleaned - phasic
+    slow, rate = _slow(cleaned, sampling_rate)
+    t = np.arange(slow.size) / rate
+    slope = np.gradient(slow, 1.0 / rate)
+    pre = t < onset
+    post = (t >= onset) & (t <= onset + window)
+    out = {"phasic": phasic, "tonic": tonic, "scr_amplitude": 0.0, "scr_latency": float("nan"),
+           "scr_present": 0.0, "scr_peak_time": float("nan"), "scr_slope": float("nan"),
+           "scr_slope_time": float("nan"),
+           "eda_slope_pre": float(slope[pre].mean()) if pre.any() else float("nan")}
+    if post.sum() > 1:
+        seg = slow[post]
+        rise = seg - np.minimum.accumulate(seg)
+        peak = int(np.argmax(rise))
+        t0 = float(t[post][0]) - onset
+        if rise[peak] >= min_amplitude:
+            trough = int(np.argmin(seg[: peak + 1]))
+            # the response starts where the rise first reaches 10 % of its amplitude (a slow drift
+            # before it would otherwise pull the start back to the trough)
+            start = trough + int(np.argmax(seg[trough : peak + 1] - seg[trough] >= 0.1 * rise[peak]))
+            out.update(scr_amplitude=float(rise[peak]), scr_latency=t0 + start / rate, scr_present=1.0,
+                       scr_peak_time=t0 + peak / rate)
+        k = int(np.argmax(slope[post]))
+        out.update(scr_slope=float(slope[post][k]), scr_slope_time=t0 + k / rate)
     i0 = int(onset * sampling_rate)
     before = tonic[: max(i0, 1)].mean()
     after = tonic[i0:].mean() if i0 < tonic.size else before
-    return {
-        "phasic": phasic,
-        "tonic": tonic,
-        "scr_amplitude": amplitude,
-        "scr_latency": latency,
-        "scr_present": float(np.isfinite(latency)),
-        "tonic_change": float(after - before),
-    }
+    out["tonic_change"] = float(after - before)
+    return out
 
 
 def cardiac_features(signal: np.ndarray, *, sampling_rate: float, onset: float, kind: str = "ecg") -> dict:
@@ -155,26 +212,30 @@ def cardiac_features(signal: np.ndarray, *, sampling_rate: float, onset: float, 
     -------
     dict
         ``hr`` (bpm, interpolated to every sample), ``hr_baseline`` (mean bpm before onset),
-        ``hr_change`` (mean bpm 1-6 s after onset minus baseline), ``hr_change_peak`` (largest
-        absolute deviation after onset, signed), ``hrv_rmssd`` (ms) and ``n_beats``; NaN where
-        fewer than 3 beats are found.
+        ``hr_change`` (mean bpm minus baseline over 0-2, 2-4 and 4-6 s after onset),
+        ``hr_change_min`` and ``hr_change_max`` (extremes after onset), ``hrv_rmssd`` (ms),
+        ``n_beats``; NaN where fewer than 3 beats are found. For PPG also ``amplitude`` (pulse
+        amplitude relative to its pre-onset mean, minus 1, at every sample) and
+        ``amplitude_change`` (its mean over the same sub-windows).
     """
     nk = _nk()
     if kind not in ("ecg", "ppg"):
         raise ValueError(f"kind must be 'ecg' or 'ppg', got {kind!r}")
     x = _check_signal(signal, sampling_rate, kind.upper())
     n = x.size
-    nan = {"hr": np.full(n, np.nan), "hr_baseline": np.nan, "hr_change": np.nan, "hr_change_peak": np.nan,
-           "hrv_rmssd": np.nan, "n_beats": 0}
+    nan3 = [float("nan")] * len(_SPANS)
+    nan = {"hr": np.full(n, np.nan), "hr_baseline": np.nan, "hr_change": nan3, "hr_change_min": np.nan,
+           "hr_change_max": np.nan, "hrv_rmssd": np.nan, "n_beats": 0}
+    if kind == "ppg":
+        nan.update(amplitude=np.full(n, np.nan), amplitude_change=nan3)
     try:
         if kind == "ecg":
             cleaned = _quiet(nk.ecg_clean, x, sampling_rate=sampling_rate)
-            _, info = _quiet(nk.ecg_peaks, cleaned, sampling_rate=sampling_rate)
-            peaks = np.asarray(info["ECG_R_Peaks"], dtype=int)
+            peaks = _quiet(nk.ecg_findpeaks, cleaned, sampling_rate=sampling_rate)["ECG_R_Peaks"]
         else:
             cleaned = _quiet(nk.ppg_clean, x, sampling_rate=sampling_rate)
-            _, info = _quiet(nk.ppg_peaks, cleaned, sampling_rate=sampling_rate)
-            peaks = np.asarray(info["PPG_Peaks"], dtype=int)
+            peaks = _quiet(nk.ppg_findpeaks, cleaned, sampling_rate=sampling_rate)["PPG_Peaks"]
+        peaks = np.asarray(peaks, dtype=int)
     except (ValueError, IndexError, ZeroDivisionError) as err:
         logger.debug("%s peak detection failed: %s", kind, err)
         return nan
@@ -189,33 +250,45 @@ def cardiac_features(signal: np.ndarray, *, sampling_rate: float, onset: float, 
     t = np.arange(n) / sampling_rate
     hr = np.interp(t, t_beat, rate)
     pre = t < onset
-    post = (t >= onset + 1.0) & (t <= onset + 6.0)
+    after = t >= onset
     baseline = float(hr[pre].mean()) if pre.any() else float(hr.mean())
-    after = hr[t >= onset] - baseline
     rr = ibi[ok] * 1000.0
-    return {
+    out = {
         "hr": hr,
         "hr_baseline": baseline,
-        "hr_change": float(hr[post].mean() - baseline) if post.any() else float("nan"),
-        "hr_change_peak": float(after[np.argmax(np.abs(after))]) if after.size else float("nan"),
+        "hr_change": _span_means(hr, t, onset, _SPANS, baseline),
+        "hr_change_min": float(hr[after].min() - baseline) if after.any() else float("nan"),
+        "hr_change_max": float(hr[after].max() - baseline) if after.any() else float("nan"),
         "hrv_rmssd": float(np.sqrt(np.mean(np.diff(rr) ** 2))) if rr.size > 2 else float("nan"),
         "n_beats": int(peaks.size),
     }
+    if kind == "ppg":
+        # pulse amplitude: each peak above the lowest point since the previous peak
+        troughs = np.array([cleaned[a:b].min() for a, b in zip(peaks[:-1], peaks[1:])])
+        amp = cleaned[peaks[1:]] - troughs
+        amplitude = np.interp(t, peaks[1:] / sampling_rate, amp)
+        base = float(amplitude[pre].mean()) if pre.any() else float(amplitude.mean())
+        rel = amplitude / base - 1.0 if base > 0 else np.full(n, np.nan)
+        out.update(amplitude=rel, amplitude_change=_span_means(rel, t, onset, _SPANS, 0.0))
+    return out
 
 
 def rsp_features(rsp: np.ndarray, *, sampling_rate: float, onset: float) -> dict:
-    """Respiration rate and amplitude, and how the amplitude changes after ``onset``.
+    """Respiration rate, and how fast breathing moves after ``onset`` compared with before.
 
     Breath-by-breath peak detection is unreliable over an 8 s window (two or three breaths), so the
-    rate is the dominant frequency of the cleaned signal in 6-60 breaths/min and the amplitude is
-    its analytic-signal envelope (twice the envelope approximates peak-to-trough depth).
+    rate is the dominant frequency of the cleaned signal in 6-60 breaths/min, its change after
+    onset comes from the instantaneous frequency (analytic-signal phase), and a pause shows as a
+    drop of the breathing *speed* (absolute derivative of the z-scored signal).
 
     Returns
     -------
     dict
-        ``cleaned`` and ``amplitude`` (arrays, n), ``rate`` (breaths/min), ``amplitude_change``
-        (mean amplitude 0-4 s after onset divided by the mean before, minus 1; negative for a
-        pause).
+        ``cleaned`` and ``speed`` (arrays, n; speed relative to its pre-onset mean, minus 1),
+        ``rate`` (breaths/min), ``rate_change`` (median instantaneous rate over 0-3 and 3-6 s
+        after onset minus before, breaths/min), ``speed_change`` (mean relative speed over 0-2,
+        2-4 and 4-6 s) and ``stillness`` (lowest 0.8 s mean speed within 0.3-3.5 s after onset,
+        relative to before: near 0 for a pause).
     """
     from scipy.signal import hilbert
 
@@ -223,22 +296,39 @@ def rsp_features(rsp: np.ndarray, *, sampling_rate: float, onset: float) -> dict
     x = _check_signal(rsp, sampling_rate, "RSP")
     cleaned = np.asarray(_quiet(nk.rsp_clean, x, sampling_rate=sampling_rate), dtype=float)
     n = x.size
-    t = np.arange(n) / sampling_rate
-    centred = cleaned - cleaned.mean()
-    if not np.any(centred):
-        return {"cleaned": cleaned, "amplitude": np.full(n, np.nan), "rate": float("nan"), "amplitude_change": float("nan")}
-    nfft = max(4 * n, int(120 * sampling_rate))
-    spectrum = np.abs(np.fft.rfft(centred * np.hanning(n), nfft))
-    freqs = np.fft.rfftfreq(nfft, 1.0 / sampling_rate)
+    nan2, nan3 = [float("nan")] * 2, [float("nan")] * len(_SPANS)
+    sd = cleaned.std()
+    if not sd > 0:
+        return {"cleaned": cleaned, "speed": np.full(n, np.nan), "rate": float("nan"), "rate_change": nan2,
+                "speed_change": nan3, "stillness": float("nan")}
+    z, rate_hz = _slow((cleaned - cleaned.mean()) / sd, sampling_rate)
+    t = np.arange(z.size) / rate_hz
+    nfft = max(8 * z.size, int(120 * rate_hz))
+    spectrum = np.abs(np.fft.rfft(z * np.hanning(z.size), nfft))
+    freqs = np.fft.rfftfreq(nfft, 1.0 / rate_hz)
     band = (freqs >= 0.1) & (freqs <= 1.0)
     rate = float(freqs[band][np.argmax(spectrum[band])] * 60.0)
-    win = max(int(sampling_rate), 1)
-    amplitude = 2.0 * np.convolve(np.abs(hilbert(centred)), np.ones(win) / win, mode="same")
+    inst = np.gradient(np.unwrap(np.angle(hilbert(z))), 1.0 / rate_hz) * 60.0 / (2 * np.pi)
     pre = t < onset
-    post = (t >= onset) & (t <= onset + 4.0)
-    base = amplitude[pre].mean() if pre.any() else amplitude.mean()
-    change = float(amplitude[post].mean() / base - 1.0) if post.any() and base > 0 else float("nan")
-    return {"cleaned": cleaned, "amplitude": amplitude, "rate": rate, "amplitude_change": change}
+    base_rate = float(np.median(inst[pre])) if pre.any() else rate
+    rate_change = []
+    for a, b in ((0.0, 3.0), (3.0, 6.0)):
+        sel = (t >= onset + a) & (t < onset + b)
+        rate_change.append(float(np.median(inst[sel]) - base_rate) if sel.any() else float("nan"))
+    speed = np.abs(np.gradient(z, 1.0 / rate_hz))
+    base = float(speed[pre].mean()) if pre.any() else float(speed.mean())
+    rel = speed / base - 1.0 if base > 0 else np.zeros_like(speed)
+    win = max(int(0.8 * rate_hz), 1)
+    smooth = np.convolve(rel + 1.0, np.ones(win) / win, mode="same")
+    sel = (t >= onset + 0.3) & (t < onset + 3.5)
+    return {
+        "cleaned": cleaned,
+        "speed": np.interp(np.arange(n) / sampling_rate, t, rel),
+        "rate": rate,
+        "rate_change": rate_change,
+        "speed_change": _span_means(rel, t, onset, _SPANS, 0.0),
+        "stillness": float(smooth[sel].min()) if sel.any() else float("nan"),
+    }
 
 
 def physio_resample(signal: np.ndarray, *, length: int) -> np.ndarray:
@@ -252,6 +342,10 @@ def physio_resample(signal: np.ndarray, *, length: int) -> np.ndarray:
     src = np.linspace(0.0, 1.0, x.size)
     x = np.interp(src, src[ok], x[ok])
     return np.interp(np.linspace(0.0, 1.0, length), src, x).astype(np.float32)
+
+
+def _spans(prefix: str, values) -> dict:
+    return {f"{prefix}_{int(a)}_{int(b)}": v for (a, b), v in zip(_SPANS, values)}
 
 
 def physio_process(
@@ -268,7 +362,7 @@ def physio_process(
     signals : mapping
         Any of ``"eda"``, ``"ecg"``, ``"ppg"``, ``"rsp"`` -> 1-D array covering the window (the
         window usually runs from ``onset - 2 s`` to ``onset + 6 s``). Heart rate comes from ECG
-        when present, else from PPG.
+        when present, else from PPG; the pulse amplitude from PPG.
     sampling_rate : float
         Hz (all channels share it; resample first otherwise).
     onset : float
@@ -280,11 +374,11 @@ def physio_process(
     -------
     dict
         ``series`` (float32, ``(len(PHYSIO_SERIES), length)``: EDA phasic, tonic minus its
-        pre-onset mean, HR minus baseline (bpm/10), cleaned RSP (z-scored), RSP amplitude
-        relative change), ``features`` (float32, ``(len(PHYSIO_FEATURES),)``, scaled by
-        ``scr_amplitude/1 µS, scr_latency/5 s, hr/100 bpm, hr changes/10 bpm, rmssd/100 ms,
-        rsp_rate/30 per min``; NaN set to 0), ``raw`` (the named values before scaling) and
-        ``quality`` (channel -> ``ok`` or why not).
+        pre-onset mean, HR minus baseline (bpm/10), cleaned RSP (z-scored), breathing speed and
+        PPG pulse amplitude relative to before onset), ``features`` (float32,
+        ``(len(PHYSIO_FEATURES),)``, each divided by its scale in ``_FEATURE_SCALES``; NaN set to
+        0), ``raw`` (the named values before scaling) and ``quality`` (channel -> ``ok`` or why
+        not).
     """
     unknown = set(signals) - {"eda", "ecg", "ppg", "rsp"}
     if unknown:
@@ -294,45 +388,49 @@ def physio_process(
     series = np.zeros((len(PHYSIO_SERIES), length), dtype=np.float32)
     raw = {k: float("nan") for k in PHYSIO_FEATURES}
     quality: dict[str, str] = {}
+    i0 = max(int(onset * sampling_rate), 1)
 
     if "eda" in signals:
         try:
             e = eda_features(signals["eda"], sampling_rate=sampling_rate, onset=onset)
-            i0 = max(int(onset * sampling_rate), 1)
             series[0] = physio_resample(e["phasic"], length=length)
             series[1] = physio_resample(e["tonic"] - e["tonic"][:i0].mean(), length=length)
-            raw.update(scr_amplitude=e["scr_amplitude"], scr_latency=e["scr_latency"], scr_present=e["scr_present"],
-                       eda_tonic_change=e["tonic_change"])
+            raw.update({k: e[k] for k in ("scr_amplitude", "scr_latency", "scr_present", "scr_peak_time", "scr_slope",
+                                          "scr_slope_time", "eda_slope_pre")}, eda_tonic_change=e["tonic_change"])
             quality["eda"] = "ok"
         except ValueError as err:
             quality["eda"] = str(err)
-    cardiac = "ecg" if "ecg" in signals else "ppg" if "ppg" in signals else None
-    if cardiac:
+    for kind in ("ecg", "ppg"):
+        if kind not in signals:
+            continue
+        hr_source = kind == "ecg" or "ecg" not in signals
         try:
-            c = cardiac_features(signals[cardiac], sampling_rate=sampling_rate, onset=onset, kind=cardiac)
-            series[2] = physio_resample((c["hr"] - c["hr_baseline"]) / 10.0, length=length)
-            raw.update(hr_baseline=c["hr_baseline"], hr_change=c["hr_change"], hr_change_peak=c["hr_change_peak"],
-                       hrv_rmssd=c["hrv_rmssd"])
-            quality[cardiac] = "ok" if c["n_beats"] >= 3 else "fewer than 3 beats"
+            c = cardiac_features(signals[kind], sampling_rate=sampling_rate, onset=onset, kind=kind)
         except ValueError as err:
-            quality[cardiac] = str(err)
+            quality[kind] = str(err)
+            continue
+        quality[kind] = "ok" if c["n_beats"] >= 3 else "fewer than 3 beats"
+        if hr_source:
+            series[2] = physio_resample((c["hr"] - c["hr_baseline"]) / 10.0, length=length)
+            raw.update(hr_baseline=c["hr_baseline"], hr_change_min=c["hr_change_min"],
+                       hr_change_max=c["hr_change_max"], hrv_rmssd=c["hrv_rmssd"], **_spans("hr_change", c["hr_change"]))
+        if kind == "ppg":
+            series[5] = physio_resample(c["amplitude"], length=length)
+            raw.update(_spans("ppg_amplitude_change", c["amplitude_change"]))
     if "rsp" in signals:
         try:
             r = rsp_features(signals["rsp"], sampling_rate=sampling_rate, onset=onset)
             cleaned = r["cleaned"]
             sd = cleaned.std()
             series[3] = physio_resample((cleaned - cleaned.mean()) / (sd if sd > 0 else 1.0), length=length)
-            amp = r["amplitude"]
-            i0 = max(int(onset * sampling_rate), 1)
-            base = np.nanmean(amp[:i0]) if np.isfinite(amp[:i0]).any() else np.nan
-            if np.isfinite(base) and base > 0:
-                series[4] = physio_resample(amp / base - 1.0, length=length)
-            raw.update(rsp_rate=r["rate"], rsp_amplitude_change=r["amplitude_change"])
+            series[4] = physio_resample(r["speed"], length=length)
+            raw.update(rsp_rate=r["rate"], rsp_rate_change_0_3=r["rate_change"][0], rsp_rate_change_3_6=r["rate_change"][1],
+                       rsp_stillness=r["stillness"], **_spans("rsp_speed_change", r["speed_change"]))
             quality["rsp"] = "ok" if np.isfinite(r["rate"]) else "flat signal"
         except ValueError as err:
             quality["rsp"] = str(err)
 
     vec = np.array([raw[k] for k in PHYSIO_FEATURES], dtype=np.float32)
-    vec = np.nan_to_num(vec / _FEATURE_SCALE, nan=0.0, posinf=0.0, neginf=0.0)
+    vec = np.clip(np.nan_to_num(vec / _FEATURE_SCALE, nan=0.0, posinf=0.0, neginf=0.0), -20.0, 20.0)
     series = np.nan_to_num(np.clip(series, -20.0, 20.0), nan=0.0)
     return {"series": series, "features": vec, "raw": raw, "quality": quality}
