@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError(f"--size must look like 640x480, got {args.size!r}") from None
     face = str(_HELD_OUT) if _HELD_OUT.is_file() else "astronaut"
     configure_lsl(f"mmer-bench-live-{uuid.uuid4().hex[:8]}", extra_lines=LSL_WARNINGS_ONLY)
-    opts = {"seed": args.seed, "width": width, "height": height, "face": face, "epoch": None}
+    opts = {"seed": args.seed, "width": width, "height": height, "face": face, "epoch": None, "wait_for_consumers": 60.0}
     config = parse_config({
         "sensors": [{"adapter": "synthetic-camera", "options": {**opts, "fps": 30.0, "depth": True}},
                     {"adapter": "synthetic-physio", "options": opts}],

@@ -70,9 +70,10 @@ class _SignalTap(threading.Thread):
 def demo_config(*, seed: int, width: int, height: int, checkpoint: str, status: bool | str, fps: float = 30.0):
     """The session the demo runs: one synthetic RGB-D camera and a 4-channel amplifier sharing a lab.
 
-    ``epoch: None`` plays the seed from its first frame, so the same seed gives the same session.
+    ``epoch: None`` and ``wait_for_consumers`` play the seed from its first frame once the pipeline
+    listens, so the same seed gives the same session. The sensors run in a child process.
     """
-    lab = {"seed": seed, "width": width, "height": height, "fps": fps, "epoch": None}
+    lab = {"seed": seed, "width": width, "height": height, "fps": fps, "epoch": None, "wait_for_consumers": 60.0}
     return parse_config({
         "name": "mmer-demo",
         "sensors": [

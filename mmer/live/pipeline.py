@@ -555,15 +555,11 @@ class LivePipeline:
         inputs = cfg.inputs
         timeout = inputs.resolve_timeout_s
         self.buffer = AlignmentBuffer(seconds=cfg.buffer.seconds, stall_timeout=cfg.buffer.stall_timeout_s)
-        # Slow connections first (each physiology inlet takes a fraction of a second to open): a
-        # video subscriber queues frames from the moment it connects until its reader starts,
-        # and that burst would arrive at the spotter as a backlog.
-        names = [name for name in inputs.physio if name in found]
-        if names:
-            with ThreadPoolExecutor(len(names)) as pool:  # each takes its own clock round trips
-                keys = list(pool.map(self.buffer.add_inlet, [found[name] for name in names]))
-            self._physio_keys += keys
-            self._nominal.update({key: found[name].nominal_srate() for key, name in zip(keys, names, strict=True)})
+        # Truth first, then video, then physiology: a camera that waits for its consumers starts
+        # with its first frame as soon as the video is connected (the truth reader must not miss
+        # its first markers), and a physiology source that waits starts at the camera's time.
+        # Frames that queue while the physiology inlets open (together: a fraction of a second)
+        # reach the spotter as a short burst before any candidate can form.
         if inputs.truth and inputs.truth in found:
             try:
                 self._truth = _MarkerReader(found[inputs.truth])
@@ -579,6 +575,12 @@ class LivePipeline:
                 _VideoReader(_full_spec(found[inputs.depth], timeout), self.buffer, info=found[inputs.depth],
                              stall_timeout=cfg.buffer.stall_timeout_s, hwm=inputs.zmq_hwm, on_gap=self._on_gap)
             )
+        names = [name for name in inputs.physio if name in found]
+        if names:
+            with ThreadPoolExecutor(len(names)) as pool:  # each takes its own clock round trips
+                keys = list(pool.map(self.buffer.add_inlet, [found[name] for name in names]))
+            self._physio_keys += keys
+            self._nominal.update({key: found[name].nominal_srate() for key, name in zip(keys, names, strict=True)})
 
     def _start_status(self) -> None:
         from mmer.live.status import StatusView
@@ -1047,7 +1049,7 @@ def _merge_samples(early, physio):
     return Sample(arrays, info)
 
 
-def _lower_thread_priority(niceness: int = 10) -> None:
+def _lower_thread_priority(niceness: int = 5) -> None:
     """Lower the calling thread's CPU priority (Linux gives each thread its own nice value)."""
     import os
     import sys
