@@ -28,23 +28,31 @@ log = logging.getLogger(__name__)
 LSL_WARNINGS_ONLY = ("[log]", "level = -1")
 
 
-class _SignalTap(threading.Thread):
+class _SignalTap:
     """A plain LSL consumer of a few physiology streams, kept whole for the timeline plot."""
 
     def __init__(self, names: list[str], *, timeout: float = 5.0) -> None:
-        super().__init__(name="mmer-demo-tap", daemon=True)
-        self.inlets = {}
-        for name in names:
-            found = pylsl.resolve_byprop("name", name, 1, timeout)
+        self.names, self.timeout = names, timeout
+        self.inlets: dict[str, pylsl.StreamInlet] = {}
+        self.data: dict[str, tuple[list, list]] = {}
+        self._stop_evt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mmer-demo-tap", daemon=True)
+
+    def start(self) -> None:
+        for name in self.names:
+            found = pylsl.resolve_byprop("name", name, 1, self.timeout)
             if found:
                 self.inlets[name] = pylsl.StreamInlet(found[0], max_buflen=60)
         self.data = {name: ([], []) for name in self.inlets}
-        self._stop_evt = threading.Event()
+        self._thread.start()
 
     def stop(self) -> None:
         self._stop_evt.set()
+        self._thread.join(timeout=5)
+        for inlet in self.inlets.values():
+            inlet.close_stream()
 
-    def run(self) -> None:
+    def _run(self) -> None:
         offsets = dict.fromkeys(self.inlets, 0.0)
         while not self._stop_evt.is_set():
             for name, inlet in self.inlets.items():
@@ -59,8 +67,6 @@ class _SignalTap(threading.Thread):
                     self.data[name][0].extend(np.asarray(stamps) + offsets[name])
                     self.data[name][1].extend(np.asarray(samples)[:, 0])
             self._stop_evt.wait(0.1)
-        for inlet in self.inlets.values():
-            inlet.close_stream()
 
     def arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         return {name.split(".")[-1].upper(): (np.asarray(ts, float), np.asarray(xs, float))
@@ -106,15 +112,10 @@ def run_demo(
     configure_lsl(session_id or f"mmer-demo-{uuid.uuid4().hex[:8]}", extra_lines=LSL_WARNINGS_ONLY)
     config = demo_config(seed=seed, width=width, height=height, checkpoint=checkpoint, status=status)
     out = Path(out)
-    pipeline = LivePipeline(config, record_dir=out / "recording" if record else None)
-    pipeline.start()
     tap = _SignalTap(["mmer.eda", "mmer.ecg"])
-    tap.start()
-    try:
-        summary = pipeline.run(duration=seconds)
-    finally:
-        tap.stop()
-        tap.join(timeout=5)
+    pipeline = LivePipeline(config, consumers=[tap], record_dir=out / "recording" if record else None)
+    pipeline.start()
+    summary = pipeline.run(duration=seconds)
     truth = pipeline.truth()
     decisions = list(pipeline.decisions)
     rec = pipeline.recognizer

@@ -343,6 +343,9 @@ class LivePipeline:
     sources : list, optional
         Extra already-built sources with ``start()``/``stop()`` (sensors, a replay player) that
         the pipeline starts and stops with itself, in addition to ``config.sensors``.
+    consumers : list, optional
+        Other readers of the session's streams with ``start()``/``stop()`` (the demo's plot
+        tap): started once the pipeline runs, stopped before any source closes its outlets.
     record_dir : path, optional
         Overrides ``config.recording.dir``.
     status : bool, optional
@@ -356,12 +359,14 @@ class LivePipeline:
         config: SessionConfig,
         *,
         sources: list | None = None,
+        consumers: list | None = None,
         record_dir: str | Path | None = None,
         status: bool | None = None,
         on_decision: Callable[[Decision], None] | None = None,
     ) -> None:
         self.config = config
         self._extra_sources = list(sources or [])
+        self._consumers = list(consumers or [])
         self.record_dir = Path(record_dir) if record_dir is not None else config.recording.dir
         self._status_flag = status
         self.on_decision = on_decision
@@ -536,6 +541,8 @@ class LivePipeline:
             reader.start()
         if self._truth is not None:
             self._truth.start()
+        for consumer in self._consumers:
+            consumer.start()
         self._start_status()
         return self
 
@@ -887,6 +894,8 @@ class LivePipeline:
             self._csv.close()
         if self._status is not None:
             self._status.stop()
+        for consumer in self._consumers:
+            consumer.stop()
         self._stop_sources("stop")
 
     def _stop_sources(self, step: str) -> None:
