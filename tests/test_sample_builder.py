@@ -129,3 +129,28 @@ def test_sample_from_alignment_window(faces_dir, tracker):
     assert np.allclose(live.arrays["physio_feats"], offline.arrays["physio_feats"], atol=0.05)
     early = sample_from_window(win, t_onset=t_on, t_apex=t_apex, config=CFG, tracker=tracker, modalities=("video",))
     assert early.mask.tolist() == [1.0, 0.0, 0.0]
+
+
+def test_depth_difference_fills_holes_on_the_crop_and_removes_the_head_offset():
+    from mmer.features.depth import depth_difference
+
+    h, w = 240, 320
+    yy, xx = np.mgrid[0:h, 0:w]
+    onset = np.full((h, w), 600, np.uint16)
+    # the apex moves the whole head 5 mm back and lifts a patch 2 mm towards the camera
+    apex = onset + 5
+    patch = (np.abs(yy - 120) < 20) & (np.abs(xx - 160) < 20)
+    apex[patch] -= 2
+    onset[::7, ::5] = 0  # sensor holes
+    apex[3::11, 2::9] = 0
+    matrix = np.array([[0.2, 0.0, -16.0], [0.0, 0.2, -8.0]])  # crop the middle 160 x 160 px to 32 x 32
+    out = depth_difference(onset, apex, matrix=matrix, size=32)
+    diff = out["maps"][0] * 10.0 / 4.0  # back to millimetres
+    assert np.isfinite(out["maps"]).all() and out["maps"].shape == (2, 32, 32)
+    assert 0.0 < out["holes"] < 0.1
+    centre = diff[13:19, 13:19]
+    assert np.allclose(centre, -2.0) and np.allclose(diff[:4, :4], 0.0)  # offset gone, holes do not show
+    whole = depth_difference(onset, apex, matrix=None, size=32)
+    assert np.isfinite(whole["maps"]).all()
+    with pytest.raises(ValueError, match="no valid pixel"):
+        depth_difference(np.zeros((h, w), np.uint16), apex, matrix=matrix, size=32)

@@ -13,8 +13,10 @@ key                 shape                             content
                                                       optical strain (x20), head motion removed
 ``roi``             ``(n_rois, 3, P, P)``             the flow/strain map cut at AU-anchored ROIs
 ``depth``           ``(2, S, S)``                     onset->apex depth difference, onset relief
-``physio``          ``(5, L)``                        EDA phasic/tonic, HR, RSP, RSP amplitude
-``physio_feats``    ``(10,)``                         SCR amplitude/latency, HR change, RMSSD, ...
+``physio``          ``(6, L)``                        EDA phasic/tonic, HR, RSP, breathing speed, PPG
+                                                      pulse amplitude
+``physio_feats``    ``(25,)``                         SCR amplitude/latency, HR change over time, RMSSD,
+                                                      pulse-amplitude change, breathing pause, ...
 ``mask``            ``(3,)``                          1 where video, depth, physio are present
 ==================  ================================  ===================================================
 

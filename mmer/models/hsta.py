@@ -15,7 +15,8 @@ HSTA: first the two video streams query each other (appearance over time vs. ons
 then each modality (video, depth, physio) queries the tokens of all the others. A missing modality
 is removed from the keys through ``key_padding_mask`` and from the final pooling through the mask;
 an always-present learned null token keeps attention defined when a sample has one modality only.
-Each modality also has an auxiliary classifier on its USTA summary, trained with deep supervision
+Each modality also has an auxiliary classifier on its USTA summary (for physiology, the
+scalar-feature token and the mean segment token weighed equally), trained with deep supervision
 on its own loss; the log-probabilities of the present video and physiology classifiers are summed
 (a product of experts, which accumulates evidence from modalities whose noise is independent) and
 added to the CSTA head's logits: hybrid early/late fusion. Depth contributes through attention.
@@ -180,9 +181,11 @@ class HSTA(RecognitionModel):
 
         pooled = torch.stack([self.norm(fused[k]).mean(1) for k in names], 1)  # (B, 3, dim)
         z = masked_mean(pooled, present[:, :, None], dim=1)
-        single = {"video": torch.cat([streams["frames"], streams["flow"]], 1), "depth": streams["depth"],
-                  "physio": streams["physio"]}
-        aux = torch.stack([self.aux[k](single[k].mean(1)) for k in names], 1)  # (B, 3, n_classes)
+        phys = streams["physio"]
+        single = {"video": torch.cat([streams["frames"], streams["flow"]], 1).mean(1), "depth": streams["depth"].mean(1),
+                  # the scalar-feature token weighs as much as all segment tokens together
+                  "physio": 0.5 * (phys[:, 0] + phys[:, 1:].mean(1))}
+        aux = torch.stack([self.aux[k](single[k]) for k in names], 1)  # (B, 3, n_classes)
         self._aux_logits = aux
         # product of the video and physiology experts (sum of log-probabilities) plus the CSTA head.
         # The experts learn only from their own loss (detached here), so joint training cannot let
