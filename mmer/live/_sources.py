@@ -133,24 +133,21 @@ class SensorProcess:
         try:
             kind, payload = self._replies.get(timeout=self.start_timeout)
         except queue.Empty:
-            self._kill()
+            self._finish()
             raise RuntimeError(f"the sensor process did not start its adapters within {self.start_timeout:g} s") from None
         if kind != "ready":
-            self._kill()
+            self._finish()
             raise RuntimeError(f"the sensor process died while starting (exit code {self._process.poll()})")
-        outcomes = []
-        for entry, failure in zip(self.entries, payload, strict=True):
-            if failure is None:
-                self.sensors.append(_RemoteSensor(self, entry.adapter))
-                outcomes.append(None)
-            else:
-                outcomes.append((entry, *failure))
-        return outcomes
+        return [None if failure is None else (entry, *failure)
+                for entry, failure in zip(self.entries, payload, strict=True)]
 
     def _read(self) -> None:
         for line in self._process.stdout:
             kind, payload = json.loads(line)
-            if kind != "ready":
+            if kind == "ready":
+                self.sensors = [_RemoteSensor(self, entry.adapter)
+                                for entry, failure in zip(self.entries, payload, strict=True) if failure is None]
+            else:
                 for sensor, (health, sent) in zip(self.sensors, payload, strict=True):
                     sensor.health = SensorHealth(**health)
                     sensor.sent = sent
@@ -182,12 +179,12 @@ class SensorProcess:
             return
         self.halt()
         self._ask("stop", 30.0)
-        self._kill()
+        self._finish()
         if self._reader is not None:
             self._reader.join(2.0)
         self._process = None
 
-    def _kill(self) -> None:
+    def _finish(self) -> None:
         try:
             self._process.stdin.close()  # the child stops at end of input too
         except OSError:

@@ -2,18 +2,23 @@
 
 ::
 
-    sensors / replay  --LSL + ZeroMQ-->  video readers --+--> AlignmentBuffer <-- LSL physio workers
-                                                         |
-                                                         +--> spot thread: Spotter.push per frame
-                                                                   | candidate
-                                                         decision thread: early (video, depth) now,
-                                                         late (fused) once onset+post is buffered
-                                                                   |
-                                                         EventOutlet (mmer.events) + SessionRecorder
+    sensors (here or in a child process) / replay
+          --LSL + ZeroMQ-->  video readers --+--> AlignmentBuffer <-- LSL physio workers
+                                             |
+                                             +--> spot thread: Spotter.push per frame
+                                                       | candidate
+                                             early thread: video (and depth) decision now
+                                                       | job (with the early sample)
+                                             late thread (lower priority): + physiology once
+                                             onset+post is buffered
+                                                       |
+                                             EventOutlet (mmer.events) + SessionRecorder
 
 Threads do one job each and talk through queues, so a slow model never stalls frame intake:
 frames wait in a bounded queue in front of the spotter (overflow is counted as dropped, the
-spotter is told the frame is missing), and candidates wait for their decisions.
+spotter is told the frame is missing), and candidates wait for their decisions. The late
+decision reuses the early one's video and depth inputs and runs at a lower CPU priority, so it
+takes time from neither the spotter nor the next early decision.
 
 Failure handling: a stream that stops delivering is flagged (log, status view, ``gaps`` in the
 summary) and decisions list it under ``missing``; a video source that comes back on another
