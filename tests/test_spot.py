@@ -89,7 +89,7 @@ def test_config_is_checked():
         SpotterConfig(fps=0)
     with pytest.raises(ValueError, match="p must be"):
         SpotterConfig(p=1.5)
-    assert SpotterConfig(fps=30).ref == 8
+    assert SpotterConfig(fps=30).ref == 7
     assert SpotterConfig(fps=200).ref == 50
 
 
@@ -175,5 +175,9 @@ def test_bench_spot_reports_the_contract_keys(faces_dir):
     assert {"total", "face", "align", "flow", "signal", "peaks"} <= set(result["ms_per_frame"])
     assert result["frames"] == 90
     assert result["flow_ms_per_pair"]["tvl1"] > result["flow_ms_per_pair"]["dis"]
+    delay = result["emission_delay"]
+    assert set(delay) == {"me", "mae"}
+    assert {"n", "at_flush", "frames_p50", "frames_p95", "ms_p50", "ms_p95"} <= set(delay["me"])
+    assert sum(d["n"] + d["at_flush"] for d in delay.values()) == result["sessions"][0]["candidates"]
     with pytest.raises(ValueError, match="seeds must be >= 1000"):
         bench_spot.run(parser.parse_args(["--seed", "5"]))

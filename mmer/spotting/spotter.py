@@ -95,7 +95,7 @@ class SpotterConfig:
     max_me_s : float
         Longest ME in seconds (0.5 by the usual definition).
     k : int, optional
-        Reference distance in frames; ``round(fps * max_me_s / 2)`` by default.
+        Reference distance in frames; half the longest ME, rounded down, by default (7 at 30 fps).
     crop_size : int
         Aligned crop side in pixels.
     flow_method : str
@@ -112,6 +112,9 @@ class SpotterConfig:
         Trailing window over which each ROI's motion level is measured.
     noise_floor_px : float
         Lower bound of an ROI's motion level, in crop pixels (keeps perfectly still ROIs sane).
+    confirm_frames : int
+        Frames after an ME score peak that must score lower before the apex is confirmed (the
+        emission delay is ``k + confirm_frames`` frames after the score peak).
     macro : bool
         Also look for macro-expressions at scale ``macro_scale * k``.
     macro_scale : int
@@ -145,8 +148,9 @@ class SpotterConfig:
     window_s: float = 10.0
     noise_s: float = 4.0
     noise_floor_px: float = 0.03
+    confirm_frames: int = 1
     macro: bool = True
-    macro_scale: int = 6
+    macro_scale: int = 7
     edge_fraction: float = 0.2
     ramp_ratio: float = 0.6
     oscillation: float = 0.35
@@ -175,7 +179,7 @@ class SpotterConfig:
     @property
     def ref(self) -> int:
         """The reference distance ``k`` in frames."""
-        return self.k if self.k is not None else max(2, round(self.fps * self.max_me_s / 2))
+        return self.k if self.k is not None else max(2, int(self.fps * self.max_me_s / 2))
 
 
 def _edge(xs: np.ndarray, profile: np.ndarray, fraction: float) -> float:
@@ -495,16 +499,22 @@ class Spotter:
         self.signal[track.name].append((rec.index, rec.t, score))
 
     def _smoothed(self, track: _Track, j: int) -> float:
-        vals = [track.scores[i] for i in (j - 1, j, j + 1) if i in track.scores]
+        # ME scale: a trailing mean (this frame and the one before), so the live decision never
+        # waits for the next score; the macro scale, with time to spare, averages both sides.
+        taps = (j - 1, j) if track.name == "me" else (j - 1, j, j + 1)
+        vals = [track.scores[i] for i in taps if i in track.scores]
         return float(np.mean(vals)) if vals else 0.0
 
     def _peaks(self, track: _Track, pos: int, *, final: bool) -> list[Candidate]:
         half = max(2, track.scale // 2)
-        last_scored = pos - track.scale
+        # An ME apex is confirmed once its score has fallen for ``confirm_frames`` frames (the
+        # live decision waits for it); a macro apex must beat half its scale on both sides.
+        ahead = min(half, self.config.confirm_frames) if track.name == "me" else half
+        newest = pos - track.scale - (track.name != "me")  # the newest frame whose smoothed score is known
         if final:
-            candidates = [j for j in track.scores if j > last_scored - half - 1 and j > track.last_apex]
+            candidates = [j for j in track.scores if j > newest - ahead and j > track.last_apex]
         else:
-            candidates = [last_scored - half - 1]
+            candidates = [newest - ahead]
         hist = np.asarray(track.history) if track.history else np.zeros(1)
         threshold = max(hist.mean() + self.config.p * (hist.max() - hist.mean()), self.config.min_score)
         out = []
@@ -514,7 +524,7 @@ class Spotter:
             s = self._smoothed(track, j)
             if s < threshold:
                 continue
-            neighbours = [self._smoothed(track, i) for i in range(j - half, j + half + 1) if i in track.scores and i != j]
+            neighbours = [self._smoothed(track, i) for i in range(j - half, j + ahead + 1) if i in track.scores and i != j]
             if neighbours and s < max(neighbours):
                 continue
             cand = self._interval(track, j, s)
@@ -549,9 +559,8 @@ class Spotter:
             self.rejected["no_face"] += 1
             return None
         step = 1 if track.name == "me" else 2
-        positions = list(range(lo, hi + 1, step))
-        if positions[-1] != hi:
-            positions.append(hi)
+        # Every ``step``-th frame, plus the apex and the far end (which a stride can step over).
+        positions = sorted({*range(lo, hi + 1, step), j, hi})
         base = self._frames[lo].crop
         disp = {}
         for i in positions:
