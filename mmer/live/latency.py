@@ -2,8 +2,10 @@
 
 Stages, in order: ``capture`` (source timestamp of the frame or window that completed the
 candidate), ``transport`` (frame received from ZeroMQ), ``buffer`` (stored in the alignment
-buffer), ``spot`` (candidate closed by the spotter), ``features`` (model input built), ``model``
-(probabilities out), ``publish`` (marker pushed). All on the LSL clock. For a late decision the
+buffer), ``closed`` (capture of the later frame whose arrival let the spotter close the
+candidate: ``buffer->closed`` is the wait for the spotter's confirmation frames, ``closed->spot``
+their transport, queueing and spotting), ``spot`` (candidate closed by the spotter), ``features``
+(model input built), ``model`` (probabilities out), ``publish`` (marker pushed). All on the LSL clock. For a late decision the
 reference is the end of the physiological window instead of a frame capture; stages that do not
 apply are left out.
 """
@@ -17,7 +19,7 @@ import numpy as np
 
 __all__ = ["LatencyTracker", "STAGES", "percentiles"]
 
-STAGES = ("capture", "transport", "buffer", "spot", "features", "model", "publish")
+STAGES = ("capture", "transport", "buffer", "closed", "spot", "features", "model", "publish")
 
 
 def percentiles(values_ms, qs=(50, 95, 99)) -> dict:

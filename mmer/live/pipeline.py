@@ -671,6 +671,8 @@ class LivePipeline:
             cap, recv, buf = self._frame_times.get(cand.offset, (cand.t_offset, now, now))
             stamps = {"capture": cap + offset, "transport": recv, "buffer": buf, "spot": now}
             closing_capture = (closing[0] + offset) if closing else now
+            if closing:
+                stamps["closed"] = closing_capture
             job = _Job(cid, cand, stamps, offset, closing_capture, physio_end=cand.t_onset + offset + post)
             self.recent.append(f"candidate {cid}: {cand.kind} frames {cand.onset}-{cand.apex}-{cand.offset}")
             self._job_q.put(job)
