@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> dict:
                     emitted = spotter.push(index, t, frame)
                     wall += time.perf_counter() - t0
                     found.extend(emitted)
-                    delays.extend((c.kind, index - c.offset, 1000.0 * (t - c.t_offset)) for c in emitted)
+                    # Rounded to the microsecond: 6 frames at 30 fps must read 200 ms, not 200.0000000003.
+                    delays.extend((c.kind, index - c.offset, round(1000.0 * (t - c.t_offset), 3)) for c in emitted)
                     if len(crop_pairs) < args.tvl1_pairs and (frames + spotter.frames) % stride == stride // 2:
                         pair = spotter.crop_pair()
                         if pair is not None:

@@ -18,9 +18,11 @@ How it works (one pass per frame, the batch form replays a recording through the
    talking mouth does not dominate); the frame score is the largest ROI score, smoothed. Macro
    expressions get the same treatment at a longer scale ``K = macro_scale * k``, with ``P(i) -
    P(i-K)`` chained from the k-step vectors.
-4. **Peaks** - a frame is an apex when its score is the local maximum over half the scale on
-   either side and exceeds ``mean + p * (max - mean)`` of the score over a trailing window (and
-   a floor).
+4. **Peaks** - an ME apex beats the scores of half the scale before it and ``confirm_frames``
+   after it (a trailing two-frame mean, so the decision waits for no more frames than that); a
+   macro apex beats half its scale on either side. Both must reach ``min_score`` (the score is
+   already relative to each ROI's motion level) and, when ``p > 0``, ``mean + p * (max - mean)``
+   of the score over a trailing window.
 5. **Interval** - onset and offset come from a displacement profile: flow from a neutral frame
    before the apex to every frame around it, in the winning ROI, detrended between the neutral
    frames; onset/offset are where the tangent through its ``edge_fraction`` and
@@ -30,10 +32,11 @@ How it works (one pass per frame, the batch form replays a recording through the
 6. **Blinks and speech** - a frame whose eye aspect ratio dips below ``blink_drop`` of its recent
    median is a blink; the eye, brow and glabella ROIs score zero wherever a blink lies within the
    comparison span, so blinks never become candidates (the suppressed frames are counted). A
-   candidate during repeated opening and closing of the lips (speech) is dropped and counted.
+   candidate during repeated opening and closing of the lips or jaw (speech), or whose own
+   displacement profile goes out and back more than once, is dropped and counted.
 
-A candidate is emitted as soon as its apex is confirmed and its offset is known: ``1.5 k + 1``
-frames after the apex for MEs, i.e. within the longest ME after its offset.
+An ME candidate is emitted ``k + confirm_frames`` frames after its score peak, with its interval
+cut from the frames there are by then: a few frames after its offset, within the longest ME.
 """
 
 from __future__ import annotations
