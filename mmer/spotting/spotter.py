@@ -121,6 +121,8 @@ class SpotterConfig:
     macro : bool
         Also look for macro-expressions at scale ``macro_scale * k``.
     macro_scale : int
+    macro_min_score : float
+        Floor of the macro scale (its wider window collects more chance motion than the ME scale).
     edge_fraction : float
         Onset/offset: the tangent through the profile's crossings of ``edge_fraction`` and
         ``3 * edge_fraction`` of its peak, extended to zero.
@@ -154,6 +156,7 @@ class SpotterConfig:
     confirm_frames: int = 1
     macro: bool = True
     macro_scale: int = 7
+    macro_min_score: float = 5.0
     edge_fraction: float = 0.2
     ramp_ratio: float = 0.6
     oscillation: float = 0.35
@@ -519,7 +522,8 @@ class Spotter:
         else:
             candidates = [newest - ahead]
         hist = np.asarray(track.history) if track.history else np.zeros(1)
-        threshold = max(hist.mean() + self.config.p * (hist.max() - hist.mean()), self.config.min_score)
+        floor = self.config.min_score if track.name == "me" else self.config.macro_min_score
+        threshold = max(hist.mean() + self.config.p * (hist.max() - hist.mean()), floor)
         out = []
         for j in sorted(candidates):
             if j not in track.scores or j - track.last_apex <= half:
