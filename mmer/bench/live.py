@@ -84,7 +84,9 @@ def run(args: argparse.Namespace) -> dict:
         "late_p95_le_1000ms": _le(lat["late"]["p95"], 1000.0),
         "physio_lost_zero": summary["physio_lost"] == 0,
         "frames_dropped_lt_0.1pct": summary["frames_dropped_pct"] < 0.1,
-        "rss_flat_lt_5mb_per_min": None if growth is None else growth < 5.0,
+        # A slope fitted to less than ten minutes is the allocator's sawtooth more than a trend
+        # (60 s runs measured -6 to +26 MB/min; 600 s runs +1.2 and +1.4): judged on 10-minute runs.
+        "rss_flat_lt_5mb_per_min": None if growth is None or args.seconds < 600 else growth < 5.0,
     }
     return {
         "events": summary["events"],
