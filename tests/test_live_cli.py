@@ -15,13 +15,13 @@ import pyxdf
 from test_live_helpers import make_checkpoint
 
 
-def _session_yaml(path, checkpoint):
+def _session_yaml(path, checkpoint, extra=""):
     opts = "{seed: 21, width: 320, height: 240}"
     path.write_text(
         f"session_id: h6-cli-{uuid.uuid4().hex[:8]}\n"
         f"sensors:\n  - adapter: synthetic-camera\n    options: {opts}\n"
         f"  - adapter: synthetic-physio\n    options: {opts}\n"
-        f"model: {{checkpoint: {checkpoint}}}\noutputs: {{status: false}}\n",
+        f"model: {{checkpoint: {checkpoint}}}\noutputs: {{status: false}}\n{extra}",
         encoding="utf-8",
     )
     return path
@@ -66,7 +66,7 @@ def test_live_stops_cleanly_on_a_signal_and_keeps_the_recording(tmp_path, sig):
 
 @pytest.mark.slow
 def test_record_command_records_a_sessions_streams(tmp_path):
-    cfg = _session_yaml(tmp_path / "s.yaml", "demo")
+    cfg = _session_yaml(tmp_path / "s.yaml", "demo", "sensor_process: true\n")  # sensors in their own process
     rec = tmp_path / "rec"
     proc = subprocess.run([sys.executable, "-m", "mmer", "record", str(rec), "--config", str(cfg), "--seconds", "4",
                            "--json"], capture_output=True, text=True, timeout=180)

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mmer.commands.live import install_sigterm
     from mmer.config import SessionConfig, load_config
-    from mmer.live._sources import ReplaySource
+    from mmer.live._sources import ReplaySource, SensorProcess
     from mmer.live.recorder import RecorderError, SessionRecorder, check_recording_dir
     from mmer.sensors import create_sensor
     from mmer.streams import configure_lsl
@@ -57,15 +57,23 @@ def run(args: argparse.Namespace) -> int:
     if session_id:
         configure_lsl(session_id)
     install_sigterm()
-    sources = [create_sensor(s.adapter, **s.options) for s in config.sensors]
+    if config.sensor_process and config.sensors:
+        sources = [SensorProcess(config.sensors)]
+    else:
+        sources = [create_sensor(s.adapter, **s.options) for s in config.sensors]
     if config.replay is not None:
         sources.append(ReplaySource(config.replay))
     started = []
     recorder = None
     try:
         for source in sources:
-            source.start()
+            outcomes = source.start()
             started.append(source)
+            if isinstance(source, SensorProcess):
+                for entry, _, message in filter(None, outcomes):
+                    if entry.required:
+                        raise ValueError(f"sensor {entry.adapter!r} did not start: {message}")
+                    log.warning("optional sensor %s did not start: %s", entry.adapter, message)
         streams = None
         if args.streams:
             streams = []
@@ -95,9 +103,13 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             log.warning("interrupted: closing the recording")
     finally:
+        # Sources stop acquiring first, LabRecorder takes the last samples, then outlets close.
         for source in started:
-            source.stop()
+            getattr(source, "halt", source.stop)()
         manifest = recorder.stop() if recorder is not None else None
+        for source in started:
+            if hasattr(source, "halt"):
+                source.stop()
     if manifest is None:
         return 1
     video = manifest["files"]["video"]
