@@ -20,15 +20,16 @@ How it works (one pass per frame, the batch form replays a recording through the
    P(i-K)`` chained from the k-step vectors.
 4. **Peaks** - an ME apex beats the scores of half the scale before it and ``confirm_frames``
    after it (a trailing two-frame mean, so the decision waits for no more frames than that); a
-   macro apex beats half its scale on either side. Both must reach ``min_score`` (the score is
-   already relative to each ROI's motion level) and, when ``p > 0``, ``mean + p * (max - mean)``
+   macro apex beats half its scale on either side. They must reach ``min_score`` and
+   ``macro_min_score`` (the score is already relative to each ROI's motion level) and, when ``p > 0``, ``mean + p * (max - mean)``
    of the score over a trailing window.
 5. **Interval** - onset and offset come from a displacement profile: flow from a neutral frame
    before the apex to every frame around it, in the winning ROI, detrended between the neutral
    frames; onset/offset are where the tangent through its ``edge_fraction`` and
    ``3 * edge_fraction`` crossings reaches zero. The type is ME when the interval is at most
-   ``max_me_s`` long, else macro; the ME scale drops longer intervals and bumps riding on a larger
-   movement (the macro scale judges those).
+   ``max_me_s`` long, else macro. Each scale emits only its own kind: the ME scale drops longer
+   intervals and bumps riding on a larger movement (the macro scale judges those), the macro
+   scale drops short ones (blinks and MEs caught in its wide window, which the ME scale judges).
 6. **Blinks and speech** - a frame whose eye aspect ratio dips below ``blink_drop`` of its recent
    median is a blink; the eye, brow and glabella ROIs score zero wherever a blink lies within the
    comparison span, so blinks never become candidates (the suppressed frames are counted). A
