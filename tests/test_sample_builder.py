@@ -130,6 +130,19 @@ def test_sample_from_alignment_window(faces_dir, tracker):
     early = sample_from_window(win, t_onset=t_on, t_apex=t_apex, config=CFG, tracker=tracker, modalities=("video",))
     assert early.mask.tolist() == [1.0, 0.0, 0.0]
 
+    # Depth pairs with RGB by frame index: a depth stream dejittered 20 ms away (more than half a
+    # frame) must still give the onset and apex frames' depth, as it does in a live run's replay.
+    depth = rec.frames["depth"]
+    dframes = [depth.read(p) for p in pos]
+    got = []
+    for shift in (0.0, 0.02):
+        dwin = FrameWindow(dframes, ts + shift, ts + shift, depth.indices[list(pos)], "VideoDepth")
+        both = Window(t_on - 2.5, t_on + 6.5, frames={"rgb": frames, "depth": dwin}, signals={})
+        got.append(sample_from_window(both, t_onset=t_on, t_apex=t_apex, config=CFG, tracker=tracker,
+                                      modalities=("depth",)))
+    assert got[0].mask.tolist() == [0.0, 1.0, 0.0], got[0].info
+    assert np.array_equal(got[0].arrays["depth"], got[1].arrays["depth"])
+
 
 def test_depth_difference_fills_holes_on_the_crop_and_removes_the_head_offset():
     from mmer.features.depth import depth_difference

@@ -483,16 +483,23 @@ def sample_from_window(
         raise ValueError(f"apex time {t_apex} precedes onset time {t_onset}")
     frames = depth = physio = None
     rate = p_onset = None
+    rgb_indices = None
     rgb = window.by_type("VideoRGB")
-    if "video" in modalities and rgb is not None and len(rgb):
-        ts = np.asarray(rgb.timestamps, dtype=float)
-        i0, i1 = int(np.argmin(np.abs(ts - t_onset))), int(np.argmin(np.abs(ts - t_apex)))
-        if i1 > i0:
+    if rgb is not None and len(rgb):
+        i0, i1 = _nearest(rgb.timestamps, t_onset), _nearest(rgb.timestamps, t_apex)
+        rgb_indices = (int(rgb.indices[i0]), int(rgb.indices[i1]))
+        if "video" in modalities and i1 > i0:
             frames = [rgb.frames[i] for i in range(i0, i1 + 1)]
     dw = window.by_type("VideoDepth")
     if "depth" in modalities and dw is not None and len(dw) > 1:
-        ts = np.asarray(dw.timestamps, dtype=float)
-        i0, i1 = int(np.argmin(np.abs(ts - t_onset))), int(np.argmin(np.abs(ts - t_apex)))
+        # A camera that numbers RGB and depth alike (RealSense, synthetic, their recordings) gives
+        # the depth frames of the RGB onset and apex; nearest in time would depend on how each
+        # stream's timestamps were dejittered, and differ between a live run and its replay.
+        same = [np.flatnonzero(np.asarray(dw.indices) == i) for i in rgb_indices] if rgb_indices else []
+        if same and all(hit.size for hit in same):
+            i0, i1 = int(same[0][0]), int(same[1][0])
+        else:
+            i0, i1 = _nearest(dw.timestamps, t_onset), _nearest(dw.timestamps, t_apex)
         if i1 > i0:
             depth = (dw.frames[i0], dw.frames[i1])
     if "physio" in modalities:
@@ -519,3 +526,7 @@ def sample_from_window(
                           physio_rate=rate, physio_onset=p_onset, tracker=tracker)
     sample.info["window_missing"] = dict(window.missing)
     return sample
+
+
+def _nearest(timestamps, t: float) -> int:
+    return int(np.argmin(np.abs(np.asarray(timestamps, dtype=float) - t)))
