@@ -327,8 +327,8 @@ buffer:
 # Spotter settings (fields of mmer.spotting.SpotterConfig); fps comes from the RGB stream.
 spotter:
   max_me_s: 0.5
-  p: 0.3
-  min_score: 3.0
+  min_score: 4.0        # ME apex floor, in units of each region's own recent motion
+  macro_min_score: 5.0
   macro: true
 
 # Recognition checkpoint: `demo` is the small model shipped in the package, or a file path.
