@@ -41,6 +41,9 @@ HELD_OUT_FACE = "45-m7-di-ph.jpg"
 _BUILDER_VERSION = 2
 
 
+_PARTS = ("inference", "flowimages", "multimodal")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="hsta_tiny", help="fusion model for the multimodal part (default hsta_tiny)")
     parser.add_argument("--flow-model", default="ststnet", help="model for the flowimages LOSO (default ststnet)")
@@ -52,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=30, help="training epochs (30)")
     parser.add_argument("--workers", type=int, default=2, help="processes for generation and folds (2)")
     parser.add_argument("--repeats", type=int, default=30, help="timed inference repeats (30)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="training seeds (folds and initialisation) for the fused vs video-only comparison; "
+                             "several give its spread (default 0)")
+    parser.add_argument("--parts", nargs="+", choices=_PARTS, default=list(_PARTS),
+                        help="which parts to run (default all)")
     parser.add_argument("--no-cache", action="store_true", help="regenerate the synthetic sets")
     parser.add_argument("--faces", help="folder holding the held-out face (default: the shared faces folder)")
 
@@ -129,13 +137,24 @@ def _multimodal(args, faces) -> dict:
         faces=faces, seeds=seeds, seconds=args.seconds, me_per_min=6.0, mae_per_min=1.0, config=cfg,
         workers=args.workers), use_cache=not args.no_cache)
     common = {"model": args.model, "protocol": "kfold", "folds": args.folds, "labels": "3", "epochs": args.epochs,
-              "workers": args.workers}
+              "workers": args.workers, "seed": args.seeds[0]}
     t0 = time.perf_counter()
     fused = cross_validate(ss, TrainOptions(**common, modalities=("video", "depth", "physio")), save_final=False,
                            eval_subsets=[("depth", "physio"), ("video", "physio"), ("video", "depth"), ("video",)])
     video = cross_validate(ss, TrainOptions(**common, modalities=("video",)), save_final=False)
     physio = cross_validate(ss, TrainOptions(**{**common, "model": "physionet"}, modalities=("physio",)),
                             save_final=False)
+    per_seed = {"seed": [args.seeds[0]], "fused_uf1": [fused["uf1"]], "video_only_uf1": [video["uf1"]]}
+    for seed in args.seeds[1:]:
+        again = {**common, "seed": seed}
+        per_seed["seed"].append(seed)
+        per_seed["fused_uf1"].append(cross_validate(ss, TrainOptions(**again, modalities=("video", "depth", "physio")),
+                                                    save_final=False)["uf1"])
+        per_seed["video_only_uf1"].append(cross_validate(ss, TrainOptions(**again, modalities=("video",)),
+                                                         save_final=False)["uf1"])
+    gains = np.subtract(per_seed["fused_uf1"], per_seed["video_only_uf1"])
+    per_seed.update(fused_minus_video_uf1=gains.tolist(), mean_gain=float(gains.mean()),
+                    sd_gain=float(gains.std(ddof=1)) if len(gains) > 1 else None)
     return {
         "n_samples": fused["n_samples"], "n_subjects": fused["n_subjects"], "protocol": f"subject {args.folds}-fold",
         "model": args.model, "fused_uf1": fused["uf1"], "fused_uar": fused["uar"],
@@ -151,6 +170,7 @@ def _multimodal(args, faces) -> dict:
         "train_wall_s": time.perf_counter() - t0,
         "generate_s": gen_s if not cached else ss.meta.get("generate_s"), "generated_now": not cached,
         "selection": fused["selection"],
+        "by_seed": per_seed,
     }
 
 
@@ -263,26 +283,19 @@ def run(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     faces = _faces(args)
     sizes = _sizes()
-    inference = _inference(args, faces)
-    flow = _flowimages(args, faces)
-    multi = _multimodal(args, faces)
-    return {
-        "flowimages_uf1": flow["uf1"],
-        "flowimages_loso_wall_s": flow["loso_wall_s"],
-        "fused_uf1": multi["fused_uf1"],
-        "video_only_uf1": multi["video_only_uf1"],
-        "fused_minus_video_uf1": multi["fused_minus_video_uf1"],
-        "fused_missing_uf1": multi["fused_missing_uf1"],
-        "inference_ms": inference["early_video_ms"],
-        "inference_fused_ms": inference["fused_ms"],
-        "inference_cpu_ms": inference["early_video_cpu_ms"],
-        "inference_fused_cpu_ms": inference["fused_cpu_ms"],
-        "params": sizes[args.model]["params"],
-        "flops": sizes[args.model]["flops"],
-        "flowimages": flow,
-        "multimodal": multi,
-        "inference": inference,
-        "models": sizes,
-        "data": {"faces": [Path(f).name for f in faces], "seeds": ">= 1000 (held out)"},
-        "wall_s": time.perf_counter() - t0,
-    }
+    out, details = {}, {}
+    if "inference" in args.parts:
+        details["inference"] = inference = _inference(args, faces)
+        out.update(inference_ms=inference["early_video_ms"], inference_fused_ms=inference["fused_ms"],
+                   inference_cpu_ms=inference["early_video_cpu_ms"], inference_fused_cpu_ms=inference["fused_cpu_ms"])
+    if "flowimages" in args.parts:
+        details["flowimages"] = flow = _flowimages(args, faces)
+        out.update(flowimages_uf1=flow["uf1"], flowimages_loso_wall_s=flow["loso_wall_s"])
+    if "multimodal" in args.parts:
+        details["multimodal"] = multi = _multimodal(args, faces)
+        out.update({key: multi[key] for key in ("fused_uf1", "video_only_uf1", "fused_minus_video_uf1",
+                                                "fused_missing_uf1")})
+    out.update(params=sizes[args.model]["params"], flops=sizes[args.model]["flops"], **details, models=sizes,
+               data={"faces": [Path(f).name for f in faces], "seeds": ">= 1000 (held out)"},
+               wall_s=time.perf_counter() - t0)
+    return out
