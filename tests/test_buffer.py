@@ -281,6 +281,11 @@ def test_camera_restarting_on_another_port_is_followed():
         (key,) = buf.connect(source_ids=[sid], timeout=5)
         assert out.wait_for_consumers(5)
         out.push(np.zeros((6, 8, 3), np.uint8), 0, local_clock())
+        # Close only once the frame has arrived: liblsl can crash destroying an outlet whose last
+        # sample is still in flight to an inlet (sccn/liblsl#218; seen once in CI on this line).
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and buf.stats()["streams"][key]["received"] < 1:
+            time.sleep(0.02)
         first = out.spec.extra["zmq/endpoint"]
         out.close()
         out = VideoOutlet(spec)  # same source_id, new ephemeral port
