@@ -305,6 +305,9 @@ class FrameSubscriber:
         self.close()
 
 
+_DRAIN_BEFORE_DESTROY_S = 0.2
+
+
 class _LslOutlet:
     """Lifecycle shared by the plain LSL outlets: consumer checks, close, context manager."""
 
@@ -319,8 +322,16 @@ class _LslOutlet:
         return self._outlet is not None and bool(self._outlet.wait_for_consumers(timeout))
 
     def close(self) -> None:
-        """Destroy the outlet (inlets see the stream vanish)."""
-        self._outlet = None
+        """Destroy the outlet (inlets see the stream vanish).
+
+        With inlets connected, the last samples may still be on their way to them, and liblsl
+        can crash destroying an outlet in that state (sccn/liblsl#218, seen in CI when a sensor
+        stopped under a running pipeline); a short pause lets the inlets take them first.
+        """
+        outlet, self._outlet = self._outlet, None
+        if outlet is not None and outlet.have_consumers():
+            time.sleep(_DRAIN_BEFORE_DESTROY_S)
+        del outlet
 
     def __enter__(self):
         return self
