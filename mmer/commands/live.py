@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from mmer.commands._output import print_json
@@ -77,11 +78,22 @@ def run_session(config, *, record: Path | None = None, seconds: float | None = N
         sources.append(replay)
     install_sigterm()
     pipeline = LivePipeline(config, sources=sources, record_dir=record)
+    # Ctrl-C or SIGTERM while the pipeline starts is held until it has started (every step has a
+    # timeout) and then stops it cleanly: a start torn down half way could leave inlets waiting on
+    # streams that its own cleanup removed, and the recording would end as "start failed".
+    interrupted = threading.Event()
+    held = {sig: signal.signal(sig, lambda *_: interrupted.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         pipeline.start()
     except RecorderError as err:
         raise ValueError(str(err)) from None
-    return pipeline.run(duration=seconds, until=replay.finished if replay is not None and not config.replay.loop else None)
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+    if interrupted.is_set():
+        log.warning("interrupted while starting: stopping cleanly")
+    return pipeline.run(duration=seconds, until=replay.finished if replay is not None and not config.replay.loop else None,
+                        stop=interrupted)
 
 
 def _print_summary(summary: dict) -> None:
