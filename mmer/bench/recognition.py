@@ -137,21 +137,25 @@ def _multimodal(args, faces) -> dict:
         faces=faces, seeds=seeds, seconds=args.seconds, me_per_min=6.0, mae_per_min=1.0, config=cfg,
         workers=args.workers), use_cache=not args.no_cache)
     common = {"model": args.model, "protocol": "kfold", "folds": args.folds, "labels": "3", "epochs": args.epochs,
-              "workers": args.workers, "seed": args.seeds[0]}
+              "workers": args.workers}
+
+    def fused_and_video(seed: int, **fused_kw) -> tuple[dict, dict]:
+        opts = {**common, "seed": seed}
+        return (cross_validate(ss, TrainOptions(**opts, modalities=("video", "depth", "physio")), save_final=False,
+                               **fused_kw),
+                cross_validate(ss, TrainOptions(**opts, modalities=("video",)), save_final=False))
+
     t0 = time.perf_counter()
-    fused = cross_validate(ss, TrainOptions(**common, modalities=("video", "depth", "physio")), save_final=False,
-                           eval_subsets=[("depth", "physio"), ("video", "physio"), ("video", "depth"), ("video",)])
-    video = cross_validate(ss, TrainOptions(**common, modalities=("video",)), save_final=False)
+    fused, video = fused_and_video(args.seeds[0], eval_subsets=[("depth", "physio"), ("video", "physio"),
+                                                                ("video", "depth"), ("video",)])
     physio = cross_validate(ss, TrainOptions(**{**common, "model": "physionet"}, modalities=("physio",)),
                             save_final=False)
     per_seed = {"seed": [args.seeds[0]], "fused_uf1": [fused["uf1"]], "video_only_uf1": [video["uf1"]]}
     for seed in args.seeds[1:]:
-        again = {**common, "seed": seed}
+        more_fused, more_video = fused_and_video(seed)
         per_seed["seed"].append(seed)
-        per_seed["fused_uf1"].append(cross_validate(ss, TrainOptions(**again, modalities=("video", "depth", "physio")),
-                                                    save_final=False)["uf1"])
-        per_seed["video_only_uf1"].append(cross_validate(ss, TrainOptions(**again, modalities=("video",)),
-                                                         save_final=False)["uf1"])
+        per_seed["fused_uf1"].append(more_fused["uf1"])
+        per_seed["video_only_uf1"].append(more_video["uf1"])
     gains = np.subtract(per_seed["fused_uf1"], per_seed["video_only_uf1"])
     per_seed.update(fused_minus_video_uf1=gains.tolist(), mean_gain=float(gains.mean()),
                     sd_gain=float(gains.std(ddof=1)) if len(gains) > 1 else None)
