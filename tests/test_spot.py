@@ -26,18 +26,20 @@ def session(faces_dir):
 @pytest.fixture(scope="module")
 def streamed(session):
     recording = session.to_recording()
-    emitted = []
+    emitted, emitted_at = [], {}
     with Spotter(config=SpotterConfig(fps=session.fps)) as spotter:
         for index, t, frame in recording.iter_frames():
-            emitted.extend((c, t) for c in spotter.push(index, t, frame))
+            for c in spotter.push(index, t, frame):
+                emitted.append((c, t))
+                emitted_at[c] = index
         emitted.extend((c, None) for c in spotter.flush())
         timings = spotter.ms_per_frame()
         rejected = dict(spotter.rejected)
-    return recording, emitted, timings, rejected
+    return recording, emitted, timings, rejected, emitted_at
 
 
 def test_spotter_finds_the_known_events(streamed):
-    recording, emitted, _, _ = streamed
+    recording, emitted, _, _, _ = streamed
     preds = [Prediction("s6", "a", c.onset, c.offset, c.apex, c.score, c.kind) for c, _ in emitted]
     scores = spotting_scores(preds, recording.events)
     n_me = sum(e.kind is EventKind.ME for e in recording.events)
@@ -51,7 +53,7 @@ def test_spotter_finds_the_known_events(streamed):
 
 
 def test_streaming_delay_is_bounded(streamed):
-    _, emitted, _, _ = streamed
+    _, emitted, _, _, _ = streamed
     cfg = SpotterConfig()
     for cand, t_emit in emitted:
         if cand.kind == "me":
@@ -60,8 +62,18 @@ def test_streaming_delay_is_bounded(streamed):
             assert t_emit - cand.t_offset <= cfg.max_me_s + 0.1 + 1e-9
 
 
+def test_an_me_that_is_over_is_emitted_k_frames_after_its_apex(streamed):
+    # Both MEs of this session have returned to neutral k frames after their apex, so neither
+    # waits for the confirming frame (k + 1 after the score peak).
+    _, emitted, _, _, emitted_at = streamed
+    k = SpotterConfig().ref
+    mes = [c for c, _ in emitted if c.kind == "me"]
+    assert [emitted_at[c] - c.apex for c in mes] == [k] * len(mes)
+    assert all(emitted_at[c] > c.offset for c in mes)
+
+
 def test_stage_timings_are_reported(streamed):
-    _, _, timings, rejected = streamed
+    _, _, timings, rejected, _ = streamed
     assert set(timings) == {"total", "face", "align", "flow", "signal", "peaks"}
     assert timings["total"] == pytest.approx(sum(v for k, v in timings.items() if k != "total"))
     assert all(v >= 0 for v in timings.values())

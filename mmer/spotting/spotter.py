@@ -23,9 +23,10 @@ How it works (one pass per frame, the batch form replays a recording through the
    macro apex beats half its scale on either side. They must reach ``min_score`` and
    ``macro_min_score`` (the score is already relative to each ROI's motion level) and, when ``p > 0``, ``mean + p * (max - mean)``
    of the score over a trailing window.
-5. **Interval** - onset and offset come from a displacement profile: flow from a neutral frame
-   before the apex to every frame around it, in the winning ROI, detrended between the neutral
-   frames; onset/offset are where the tangent through its ``edge_fraction`` and
+5. **Interval** - onset and offset come from a displacement profile of the winning ROI relative
+   to a neutral frame before the apex: a flow from that frame for the first ``k`` frames, the
+   k-step vectors chained on from there (so a candidate costs at most ``k`` flows), detrended
+   between the neutral frames; onset/offset are where the tangent through its ``edge_fraction`` and
    ``3 * edge_fraction`` crossings reaches zero. The type is ME when the interval is at most
    ``max_me_s`` long, else macro. Each scale emits only its own kind: the ME scale drops longer
    intervals and bumps riding on a larger movement (the macro scale judges those), the macro
@@ -37,7 +38,10 @@ How it works (one pass per frame, the batch form replays a recording through the
    displacement profile goes out and back more than once, is dropped and counted.
 
 An ME candidate is emitted ``k + confirm_frames`` frames after its score peak, with its interval
-cut from the frames there are by then: a few frames after its offset, within the longest ME.
+cut from the frames there are by then: a few frames after its offset, within the longest ME. When
+the displacement profile already peaks at the newest scored frame and has come back before the
+newest frame, the candidate is emitted ``k`` frames after the peak, without waiting for the
+confirmation.
 """
 
 from __future__ import annotations
@@ -118,7 +122,7 @@ class SpotterConfig:
         Lower bound of an ROI's motion level, in crop pixels (keeps perfectly still ROIs sane).
     confirm_frames : int
         Frames after an ME score peak that must score lower before the apex is confirmed (the
-        emission delay is ``k + confirm_frames`` frames after the score peak).
+        emission delay is at most ``k + confirm_frames`` frames after the score peak).
     macro : bool
         Also look for macro-expressions at scale ``macro_scale * k``.
     macro_scale : int
@@ -519,29 +523,44 @@ class Spotter:
         ahead = min(half, self.config.confirm_frames) if track.name == "me" else half
         newest = pos - track.scale - (track.name != "me")  # the newest frame whose smoothed score is known
         if final:
-            candidates = [j for j in track.scores if j > newest - ahead and j > track.last_apex]
+            candidates = [(j, ahead) for j in track.scores if j > newest - ahead and j > track.last_apex]
         else:
-            candidates = [newest - ahead]
+            candidates = [(newest - ahead, ahead)]
+            if track.name == "me" and ahead:
+                # The newest score may already be the apex: tried without its confirmation, it is
+                # emitted only if its displacement profile has visibly returned (its offset lies in
+                # the frames there are), a frame sooner than the confirmed path.
+                candidates.append((newest, 0))
         hist = np.asarray(track.history) if track.history else np.zeros(1)
         floor = self.config.min_score if track.name == "me" else self.config.macro_min_score
         threshold = max(hist.mean() + self.config.p * (hist.max() - hist.mean()), floor)
         out = []
-        for j in sorted(candidates):
+        for j, after in sorted(candidates):
             if j not in track.scores or j - track.last_apex <= half:
                 continue
             s = self._smoothed(track, j)
             if s < threshold:
                 continue
-            neighbours = [self._smoothed(track, i) for i in range(j - half, j + ahead + 1) if i in track.scores and i != j]
+            neighbours = [self._smoothed(track, i) for i in range(j - half, j + after + 1) if i in track.scores and i != j]
             if neighbours and s < max(neighbours):
                 continue
-            cand = self._interval(track, j, s)
+            cand = self._interval(track, j, s, settled=after < ahead)
             if cand is not None:
                 track.last_apex = j
                 out.append(cand)
         return out
 
-    def _interval(self, track: _Track, j: int, score: float) -> Candidate | None:
+    def _interval(self, track: _Track, j: int, score: float, *, settled: bool = False) -> Candidate | None:
+        """The candidate around apex ``j``, or None when it is rejected (counted by reason).
+
+        With ``settled``, a tentative look before the apex is confirmed: None, with nothing counted,
+        unless the profile's return lies inside the frames seen so far.
+        """
+        if settled:
+            counts = dict(self.rejected)
+            cand = self._interval(track, j, score)
+            self.rejected = counts
+            return cand if cand is not None and cand.apex <= self._frames[j].index and cand.offset < self._frames[self._pos - 2].index else None
         cfg = self.config
         roi = track.rois.get(j, -1)
         apex = self._frames.get(j)
@@ -566,16 +585,7 @@ class Spotter:
         if j - lo < max(2, scale // 2) or hi - j < max(2, scale // 2):
             self.rejected["no_face"] += 1
             return None
-        step = 1 if track.name == "me" else 2
-        # Every ``step``-th frame, plus the apex and the far end (which a stride can step over).
-        positions = sorted({*range(lo, hi + 1, step), j, hi})
-        base = self._frames[lo].crop
-        disp = {}
-        for i in positions:
-            rec = self._frames.get(i)
-            if rec is None or rec.crop is None:
-                continue
-            disp[i] = self._roi_vectors(optical_flow(base, rec.crop, method="dis"), [roi])[0]
+        disp = self._profile(lo, hi, j, roi, step=1 if track.name == "me" else 2)
         if j not in disp:
             self.rejected["no_face"] += 1
             return None
@@ -629,6 +639,38 @@ class Spotter:
             t_offset=recs[off_pos].t,
             roi=_ROIS[roi],
         )
+
+    def _profile(self, lo: int, hi: int, j: int, roi: int, *, step: int) -> dict[int, np.ndarray]:
+        """Displacement ``P(i) - P(lo)`` of one ROI for every ``step``-th frame of ``lo..hi`` (plus
+        the apex ``j`` and ``hi``).
+
+        Only frames less than ``k`` after ``lo`` need a flow from ``lo``: further ones chain the
+        k-step vectors the spotter already has, ``P(i) - P(lo) = (P(i - k) - P(lo)) + v(i)``, so a
+        candidate costs at most ``k`` flows instead of one per frame (an ME closes sooner, and a
+        macro-expression no longer stalls the stream for a quarter of a second).
+        """
+        base = self._frames[lo].crop
+        disp: dict[int, np.ndarray] = {}
+
+        def direct(i: int) -> np.ndarray | None:
+            rec = self._frames.get(i)
+            if rec is None or rec.crop is None:
+                return None
+            return self._roi_vectors(optical_flow(base, rec.crop, method="dis"), [roi])[0]
+
+        def at(i: int) -> np.ndarray | None:
+            if i not in disp:
+                rec = self._frames.get(i)
+                if i - lo >= self.k and rec is not None and rec.v is not None and (prior := at(i - self.k)) is not None:
+                    disp[i] = prior + rec.v[roi]
+                else:
+                    disp[i] = direct(i) if i > lo else np.zeros(2)
+            return disp[i]
+
+        for i in sorted({*range(lo, hi + 1, step), j, hi}):
+            at(i)
+        wanted = {*range(lo, hi + 1, step), j, hi}
+        return {i: v for i, v in disp.items() if v is not None and i in wanted}
 
     def _speaking(self, j: int) -> bool:
         """True when the mouth opens and closes repeatedly around ``j`` (speech, chewing): an
