@@ -40,8 +40,8 @@ How it works (one pass per frame, the batch form replays a recording through the
 An ME candidate is emitted ``k + confirm_frames`` frames after its score peak, with its interval
 cut from the frames there are by then: a few frames after its offset, within the longest ME. When
 the displacement profile already peaks at the newest scored frame and has come back before the
-newest frame, the candidate is emitted ``k`` frames after the peak, without waiting for the
-confirmation.
+newest frame, with no blink near, the candidate is emitted ``k`` frames after the peak, without
+waiting for the confirmation.
 """
 
 from __future__ import annotations
@@ -554,9 +554,11 @@ class Spotter:
         """The candidate around apex ``j``, or None when it is rejected (counted by reason).
 
         With ``settled``, a tentative look before the apex is confirmed: None, with nothing counted,
-        unless the profile's return lies inside the frames seen so far.
+        unless the profile's return lies inside the frames seen so far and no blink is near.
         """
         if settled:
+            if self._blink_near(j, track.scale):
+                return None  # a blink in the span: the confirmed path judges it
             counts = dict(self.rejected)
             cand = self._interval(track, j, score)
             self.rejected = counts
