@@ -55,3 +55,24 @@ def test_truth_matching_is_one_to_one_by_iou():
     assert m["pairs"][2] == 1 and m["pairs"].get(0, m["pairs"].get(1)) == 0
     table = format_table(decisions, truth, m, labels="3class")
     assert "me 10-19 surprise (surprise)" in table and "false positive" in table and "blink" not in table
+
+
+def test_live_benchmark_times_matched_mes_from_their_true_last_frame():
+    from dataclasses import replace
+
+    from mmer.bench.live import _from_true_offset
+
+    truth = [{"kind": "me", "onset": 10, "offset": 19}, {"kind": "me", "onset": 40, "offset": 52}]
+    # Candidate 0 ends a frame after the truth (frame 20 captured at t = 10 s), published at 10.15 s:
+    # the true last frame was captured 1/30 s before frame 20, so 183.3 ms. Its late decision,
+    # the unmatched candidate 1 and the macro are not counted.
+    decisions = [replace(_d(0, 11, 20), t_offset=10.0, t_published=10.15),
+                 replace(_d(0, 11, 20, stage="late"), t_offset=10.0, t_published=12.0),
+                 replace(_d(1, 80, 85), t_offset=20.0, t_published=20.1),
+                 replace(_d(2, 40, 50), t_offset=30.0, t_published=30.15),
+                 replace(_d(3, 100, 150, kind="mae"), t_offset=40.0, t_published=41.0)]
+    result = _from_true_offset(decisions, truth, fps=30.0)
+    assert result["n"] == 2
+    assert result["max"] == pytest.approx(183.333, abs=1e-3)
+    # Candidate 2 ends two frames before the truth: 66.7 ms less than its own 150 ms.
+    assert result["p50"] == pytest.approx((183.333 + 83.333) / 2, abs=1e-3)

@@ -9,7 +9,10 @@ Targets: early decision <= 200 ms p95 after the ME's last frame; late decision <
 physiology window closes; zero physiology samples lost; < 0.1 % frames dropped; RSS flat after
 warm-up. ``latency_ms.early`` covers every candidate; ``early_me`` only those the spotter typed
 as MEs (the target's wording), ``early_mae`` the macro-expressions, which the spotter can only
-close on its longer macro scale. Both are reported, with a ``targets_met`` entry each.
+close on its longer macro scale. Both are reported, with a ``targets_met`` entry each. These are
+measured from the last frame the spotter gave the candidate; ``early_me_from_true_offset``
+measures the MEs that matched a true ME from that ME's true last frame instead, so an offset
+placed too early cannot flatter the figure.
 
 The sensors run in a child process, as separate sensor apps would; the pipeline process is the
 one under test.
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace) -> dict:
     from mmer.live._quiet import NativeChatterFilter
     from mmer.live.demo import LSL_WARNINGS_ONLY
     from mmer.live.pipeline import LivePipeline
+    from mmer.live.report import match_truth
     from mmer.streams import configure_lsl
 
     if args.seed < 1000:
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> dict:
     if len(pts) >= 5:
         growth = float(np.polyfit(pts[:, 0] / 60.0, pts[:, 1], 1)[0])
     lat = summary["latency_ms"]
+    lat["early_me_from_true_offset"] = _from_true_offset(pipeline.decisions, pipeline.truth(), fps=30.0)
     targets = {
         "early_p95_le_200ms": _le(lat["early"]["p95"], 200.0),
         "early_me_p95_le_200ms": _le(lat["early_me"]["p95"], 200.0),
@@ -101,6 +106,7 @@ def run(args: argparse.Namespace) -> dict:
         "physio_received": summary["physio_received"],
         "physio_before_connect": summary["physio_before_connect"],
         "late_incomplete": summary["late_incomplete"],
+        "spotting": {k: v for k, v in match_truth(pipeline.decisions, pipeline.truth()).items() if k != "pairs"},
         "spotter_ms_per_frame": summary["spotter_ms_per_frame"],
         "latency_stages_early": summary["latency_detail"]["early"].get("stages", {}),
         "latency_stages_early_me": summary["latency_detail"].get("early_me", {}).get("stages", {}),
@@ -118,6 +124,21 @@ def run(args: argparse.Namespace) -> dict:
         "load_avg_1m": os.getloadavg()[0],
         "errors": summary["errors"],
     }
+
+
+def _from_true_offset(decisions, truth: list[dict], *, fps: float) -> dict:
+    """Early ME decisions that matched a true ME, timed from the capture of its true last frame
+    (the candidate's own last frame moved by the difference in frames; the camera is frame-locked)."""
+    from mmer.live.latency import percentiles
+    from mmer.live.report import match_truth
+
+    pairs = match_truth(decisions, truth)["pairs"]
+    values = [
+        (d.t_published - d.t_offset - (int(truth[pairs[d.candidate_id]]["offset"]) - d.offset) / fps) * 1000.0
+        for d in decisions
+        if d.stage == "early" and d.kind == "me" and d.candidate_id in pairs
+    ]
+    return percentiles(values, qs=(50, 95))
 
 
 def _le(value, bound: float):
