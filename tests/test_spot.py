@@ -193,3 +193,53 @@ def test_bench_spot_reports_the_contract_keys(faces_dir):
     assert sum(d["n"] + d["at_flush"] for d in delay.values()) == result["sessions"][0]["candidates"]
     with pytest.raises(ValueError, match="seeds must be >= 1000"):
         bench_spot.run(parser.parse_args(["--seed", "5"]))
+
+
+def test_head_jerks_are_not_micro_expressions(faces_dir):
+    """A session with head jerks and blinks but no expression: the rigid fit's residue after a jerk
+    goes out and back like an ME. Without the head-motion check one comes out as an ME; with it
+    none does, and the drop is counted."""
+    from mmer.synth import SynthConfig, generate_session
+
+    cfg = SynthConfig(me_per_min=0.0, mae_per_min=0.0, speech_per_min=0.0, head_jerk_per_min=40.0,
+                      head_jerk_px=(10.0, 16.0), blink_interval=(1.0, 2.0))
+    session = generate_session(faces_dir / "0-f1-su-ph.jpg", seconds=8, seed=610, config=cfg, subject="j", video="a")
+    frames = list(session.to_recording().iter_frames())
+    assert not [e for e in session.to_recording().events if e.kind in (EventKind.ME, EventKind.MAE)]
+
+    def spot(config):
+        with Spotter(config=config) as spotter:
+            found = [c for index, t, frame in frames for c in spotter.push(index, t, frame)] + spotter.flush()
+            return found, dict(spotter.rejected)
+
+    unchecked, _ = spot(SpotterConfig(fps=session.fps, head_motion=1.0))
+    assert [c for c in unchecked if c.kind == "me"], "the session no longer provokes a false ME"
+    found, rejected = spot(SpotterConfig(fps=session.fps))
+    assert not [c for c in found if c.kind == "me"]
+    assert rejected["head_motion"] >= 1
+
+
+def test_a_blink_does_not_tilt_the_head_motion_fit(faces_dir):
+    """Flow that is pure head motion plus eyelids closing by 3 px: once the spotter removes the
+    head's motion, the ROIs away from the eyes are still (a blink leaks into none of them)."""
+    from mmer.features.face import alignment_matrix
+    from mmer.features.roi import face_rois
+    from mmer.spotting.spotter import _ROIS
+    from mmer.synth import load_face
+
+    face = load_face(faces_dir / "0-f1-su-ph.jpg")
+    matrix = alignment_matrix(face.landmarks[:, :2], size=128)
+    crop_landmarks = cv2.transform(face.landmarks[None, :, :2].astype(np.float64), matrix)[0]
+    spotter = Spotter(tracker=object())
+    spotter._boxes = face_rois(crop_landmarks, shape=(128, 128))
+    ys, xs = np.mgrid[0:128, 0:128].astype(np.float32)
+    head = np.array([[0.01, -0.02, 0.8], [0.02, 0.01, -0.5]], np.float32)  # small roll and zoom, a shift
+    flow = np.dstack([head[0, 0] * xs + head[0, 1] * ys + head[0, 2], head[1, 0] * xs + head[1, 1] * ys + head[1, 2]])
+    for name in ("eye_r", "eye_l"):
+        # The lids' flow, as DIS spreads it a few pixels past the eye boxes.
+        x0, y0, x1, y1 = spotter._boxes[name]
+        flow[max(0, y0 - 6) : y1 + 6, max(0, x0 - 6) : x1 + 6, 1] += 3.0
+    v = spotter._roi_vectors(flow)
+    away = [i for i, name in enumerate(_ROIS) if name.startswith(("nose", "mouth", "chin"))]
+    # A fit over all inner blocks (mmer.features.flow.rigid_motion) leaves about 0.19 px here.
+    assert np.abs(v[away]).max() < 0.02

@@ -9,7 +9,8 @@ How it works (one pass per frame, the batch form replays a recording through the
    normalised (mean/contrast), which cancels global flicker.
 2. **Flow** - DIS optical flow from the crop ``k`` frames back to the current crop, ``k`` about
    half the longest ME. The head's in-plane motion (a similarity field fitted robustly to block
-   means of the flow, :func:`~mmer.features.flow.remove_rigid_motion`) is subtracted, and the
+   means of the flow, as :func:`~mmer.features.flow.rigid_motion` does, but leaving out the
+   blocks that hold the eyes, so that a blink cannot tilt it) is subtracted, and the
    mean displacement vector of each AU-anchored ROI is kept: ``v_r(i) = P_r(i) - P_r(i-k)``.
 3. **Signal** - a micro-expression goes out and comes back, so at its apex ``j`` the motion
    towards it, ``v_r(j)``, and the motion after it, ``v_r(j+k)``, are large and opposite, while
@@ -36,6 +37,9 @@ How it works (one pass per frame, the batch form replays a recording through the
    comparison span, so blinks never become candidates (the suppressed frames are counted). A
    candidate during repeated opening and closing of the lips or jaw (speech), or whose own
    displacement profile goes out and back more than once, is dropped and counted.
+7. **Head motion** - an ME candidate is dropped (and counted) when the landmark alignment moved
+   more than ``head_motion`` of the crop within ``k`` frames on either side of the apex: after a
+   head jerk, or while a blink drags the mesh, what the rigid fit leaves is as large as an ME.
 
 An ME candidate is emitted ``k + confirm_frames`` frames after its score peak, with its interval
 cut from the frames there are by then: a few frames after its offset, within the longest ME. When
@@ -56,7 +60,7 @@ import cv2
 import numpy as np
 
 from mmer.features.face import FaceTracker, alignment_matrix
-from mmer.features.flow import optical_flow, rigid_motion
+from mmer.features.flow import _similarity_fit, optical_flow
 from mmer.features.roi import REFERENCE_ROI, ROI_LANDMARKS, eye_aspect_ratio, face_rois
 
 __all__ = ["Candidate", "SpotterConfig", "Spotter", "STAGES"]
@@ -67,6 +71,8 @@ STAGES = ("face", "align", "flow", "signal", "peaks")
 _ROIS = tuple(name for name in ROI_LANDMARKS if name != REFERENCE_ROI)
 # ROIs a blink reaches: the lids and, through the skin around them, the brows and glabella.
 _EYE_ROIS = np.array([name.startswith(("eye", "brow", "glabella")) for name in _ROIS])
+# Side of the block grid the head's rigid motion is fitted on (the crop's outer ring is left out).
+_GRID = 8
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,9 @@ class SpotterConfig:
         Trailing window over which each ROI's motion level is measured.
     noise_floor_px : float
         Lower bound of an ROI's motion level, in crop pixels (keeps perfectly still ROIs sane).
+    head_motion : float
+        An ME candidate is dropped when the landmark alignment moved more than this fraction of
+        the crop side (2 px of 128) within ``k`` frames on either side of its apex.
     confirm_frames : int
         Frames after an ME score peak that must score lower before the apex is confirmed (the
         emission delay is at most ``k + confirm_frames`` frames after the score peak).
@@ -158,6 +167,7 @@ class SpotterConfig:
     window_s: float = 10.0
     noise_s: float = 4.0
     noise_floor_px: float = 0.03
+    head_motion: float = 0.016
     confirm_frames: int = 1
     macro: bool = True
     macro_scale: int = 7
@@ -180,6 +190,8 @@ class SpotterConfig:
             raise ValueError(f"k must be at least 1, got {self.k}")
         if self.realign_px <= 0:
             raise ValueError(f"realign_px must be positive, got {self.realign_px}")
+        if self.head_motion <= 0:
+            raise ValueError(f"head_motion must be positive, got {self.head_motion}")
         if not 0 <= self.p <= 1:
             raise ValueError(f"p must be in [0, 1], got {self.p}")
         if self.macro_scale < 2:
@@ -243,6 +255,7 @@ class _Frame:
     blink: bool = False
     mouth: np.ndarray | None = None  # lip gap and jaw drop, in outer-eye-corner distances
     v: np.ndarray | None = None  # (R, 2) k-step ROI displacement
+    fit: np.ndarray | None = None  # this frame's own landmark alignment (2x3), held or not
 
 
 @dataclass
@@ -310,7 +323,8 @@ class Spotter:
         self._clock = clock
         self.timings = dict.fromkeys(STAGES, 0.0)
         self.frames = 0
-        self.rejected = {"blink_frames": 0, "speech": 0, "too_long": 0, "too_short": 0, "ramp": 0, "oscillation": 0, "overlap": 0, "no_face": 0}
+        self.rejected = {"blink_frames": 0, "speech": 0, "too_long": 0, "too_short": 0, "ramp": 0, "oscillation": 0, "overlap": 0, "no_face": 0,
+                         "head_motion": 0}
         self.signal: dict[str, deque] = {t.name: deque(maxlen=signal_frames) for t in self._tracks}
 
     # -- public -------------------------------------------------------------------------------
@@ -412,6 +426,7 @@ class Spotter:
         if previous is not None and previous.mouth is not None:
             self._mouth_steps.append(np.abs(rec.mouth - previous.mouth))
         matrix = alignment_matrix(landmarks, size=cfg.crop_size)
+        rec.fit = matrix
         if self._matrix is None:
             self._matrix = matrix
         else:
@@ -439,12 +454,27 @@ class Spotter:
         gain = 48.0 / max(float(std[0, 0]), 1.0)
         return cv2.convertScaleAbs(crop, alpha=gain, beta=128.0 - gain * float(mean[0, 0]))
 
-    def _moved(self, matrix: np.ndarray) -> float:
-        """Largest crop-pixel shift of four inner face points between the held and a new alignment."""
+    def _moved(self, matrix: np.ndarray, held: np.ndarray | None = None) -> float:
+        """Largest crop-pixel shift of four inner face points between the held (or ``held``) and a
+        new alignment."""
         size = self.config.crop_size
         corners = np.array([[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]]) * size
-        in_frame = cv2.transform(corners[None], cv2.invertAffineTransform(self._matrix))[0]
+        held = self._matrix if held is None else held
+        in_frame = cv2.transform(corners[None], cv2.invertAffineTransform(held))[0]
         return float(np.abs(cv2.transform(in_frame[None], matrix)[0] - corners).max())
+
+    def _head_moved(self, j: int) -> bool:
+        """True when the landmark alignment moved more than ``head_motion`` of the crop side over
+        either half of the ME comparison span around ``j`` (``j - k`` to ``j``, ``j`` to ``j + k``).
+        A head jerk, or the mesh dragged by a blink, shifts the crop by pixels there; what the
+        rigid fit leaves of that is as large as an ME and goes out and back like one."""
+        limit = self.config.head_motion * self.config.crop_size
+        for end in (j, j + self.k):
+            a, b = self._frames.get(end - self.k), self._frames.get(end)
+            if a is not None and b is not None and a.fit is not None and b.fit is not None \
+                    and self._moved(b.fit, a.fit) > limit:
+                return True
+        return False
 
     def _flow(self, pos: int, rec: _Frame) -> None:
         ref = self._frames.get(pos - self.k)
@@ -457,7 +487,7 @@ class Spotter:
     def _roi_vectors(self, flow: np.ndarray, rois: list[int] | None = None) -> np.ndarray:
         """Mean flow per ROI minus the head's rigid motion (affine, so its box mean is its value at
         the box centre). Box means come from one integral image."""
-        motion = rigid_motion(flow)
+        motion = self._rigid_motion(flow)
         integral = cv2.integral(flow)
         rois = range(len(_ROIS)) if rois is None else rois
         v = np.empty((len(rois), 2), dtype=np.float64)
@@ -467,6 +497,25 @@ class Spotter:
             centre = np.array([(x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0, 1.0])
             v[out] = total / ((x1 - x0) * (y1 - y0)) - motion @ centre
         return v
+
+    def _rigid_motion(self, flow: np.ndarray) -> np.ndarray:
+        """The head's in-plane motion as a 2x3 matrix: a similarity field fitted robustly to the
+        block means of the crop's inner blocks, as :func:`~mmer.features.flow.rigid_motion` does,
+        but without the blocks that hold the eyes. A blink moves a quarter of the inner blocks
+        by pixels; left in, it tilts the fit and leaks a blink-shaped bump into every other ROI."""
+        h, w = flow.shape[:2]
+        blocks = cv2.resize(flow, (_GRID, _GRID), interpolation=cv2.INTER_AREA)
+        keep = np.zeros((_GRID, _GRID), dtype=bool)
+        keep[1:-1, 1:-1] = True
+        bw, bh = w / _GRID, h / _GRID
+        for name in ("eye_r", "eye_l"):
+            x0, y0, x1, y1 = self._boxes[name]
+            keep[int(y0 // bh) : int((y1 - 1) // bh) + 1, int(x0 // bw) : int((x1 - 1) // bw) + 1] = False
+        cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+        gy, gx = np.nonzero(keep)
+        pts = np.column_stack([(gx + 0.5) * bw - 0.5 - cx, (gy + 0.5) * bh - 0.5 - cy])
+        a, b, tx, ty = _similarity_fit(pts, blocks[keep].astype(np.float64))
+        return np.array([[a, -b, tx - a * cx + b * cy], [b, a, ty - b * cx - a * cy]])
 
     def _displacement(self, pos: int, scale: int) -> np.ndarray | None:
         """``P(pos) - P(pos - scale)`` per ROI, chained from k-step vectors."""
@@ -572,6 +621,9 @@ class Spotter:
         scale = track.scale
         if self._speaking(j):
             self.rejected["speech"] += 1
+            return None
+        if track.name == "me" and self._head_moved(j):
+            self.rejected["head_motion"] += 1
             return None
         # Neutral ends: half the ME scale beyond the comparison span, half the scale for macros
         # (a long expression must not reach into its own baseline).
