@@ -55,6 +55,12 @@ def test_rigid_motion_is_removed_and_a_local_bump_kept():
     far = np.abs(residual[10:30, 80:120]).max()
     assert far < 0.05
     assert rigid_motion(flow).shape == (2, 3)
+    # Blocks under an excluded box do not steer the fit, whatever they hold.
+    flow[16:64, 16:112] += 5.0
+    assert np.allclose(rigid_motion(flow, exclude=[(16, 16, 112, 64)])[:, 2], [tx - scale * cx + angle * cy,
+                                                                               ty - angle * cx - scale * cy], atol=0.05)
+    with pytest.raises(ValueError, match="at least 3"):
+        rigid_motion(flow, exclude=[(0, 0, w, h)])
 
 
 def test_roi_motion_and_head_motion_helpers():

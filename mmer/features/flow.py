@@ -10,7 +10,7 @@ spotter share them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -170,13 +170,22 @@ def _similarity_fit(pts: np.ndarray, vec: np.ndarray, iterations: int = 4) -> np
     return np.array([a, b, t[0], t[1]])
 
 
-def rigid_motion(flow: np.ndarray, *, grid: int = 8) -> np.ndarray:
+def rigid_motion(flow: np.ndarray, *, grid: int = 8, exclude: Sequence[tuple[int, int, int, int]] = ()) -> np.ndarray:
     """Dominant in-plane head motion of a face flow as a 2x3 matrix ``A``.
 
     The rigid flow at pixel ``(x, y)`` is ``A @ [x, y, 1]``. A similarity motion field
     (translation, rotation, scale) is fitted robustly to the block means of an inner
     ``grid x grid`` tiling of the crop. Expressions move a minority of blocks, so the fit follows
     the head (and any residual alignment error of the crop), not the expression.
+
+    Parameters
+    ----------
+    flow : ndarray, shape (H, W, 2)
+    grid : int
+        Blocks per side; the outer ring is left out.
+    exclude : sequence of (x0, y0, x1, y1)
+        Pixel boxes whose blocks are left out too. The spotter leaves out the eyes: a blink moves
+        their blocks by pixels, which tilts the fit and leaks a blink-shaped bump into every ROI.
     """
     flow = np.asarray(flow, dtype=np.float32)
     if flow.ndim != 3 or flow.shape[2] != 2:
@@ -184,11 +193,18 @@ def rigid_motion(flow: np.ndarray, *, grid: int = 8) -> np.ndarray:
     if grid < 3:
         raise ValueError(f"grid must be at least 3, got {grid}")
     h, w = flow.shape[:2]
-    blocks = cv2.resize(flow, (grid, grid), interpolation=cv2.INTER_AREA)[1:-1, 1:-1].reshape(-1, 2)
+    blocks = cv2.resize(flow, (grid, grid), interpolation=cv2.INTER_AREA)
+    keep = np.zeros((grid, grid), dtype=bool)
+    keep[1:-1, 1:-1] = True
+    bw, bh = w / grid, h / grid
+    for x0, y0, x1, y1 in exclude:
+        keep[int(y0 // bh) : int((y1 - 1) // bh) + 1, int(x0 // bw) : int((x1 - 1) // bw) + 1] = False
+    if keep.sum() < 3:
+        raise ValueError(f"the excluded boxes leave {int(keep.sum())} blocks of the {grid}x{grid} grid; at least 3 are needed")
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-    gy, gx = np.mgrid[1 : grid - 1, 1 : grid - 1]
-    pts = np.column_stack([(gx.ravel() + 0.5) * w / grid - 0.5 - cx, (gy.ravel() + 0.5) * h / grid - 0.5 - cy])
-    a, b, tx, ty = _similarity_fit(pts, blocks.astype(np.float64))
+    gy, gx = np.nonzero(keep)
+    pts = np.column_stack([(gx + 0.5) * bw - 0.5 - cx, (gy + 0.5) * bh - 0.5 - cy])
+    a, b, tx, ty = _similarity_fit(pts, blocks[keep].astype(np.float64))
     return np.array([[a, -b, tx - a * cx + b * cy], [b, a, ty - b * cx - a * cy]])
 
 

@@ -9,8 +9,8 @@ How it works (one pass per frame, the batch form replays a recording through the
    normalised (mean/contrast), which cancels global flicker.
 2. **Flow** - DIS optical flow from the crop ``k`` frames back to the current crop, ``k`` about
    half the longest ME. The head's in-plane motion (a similarity field fitted robustly to block
-   means of the flow, as :func:`~mmer.features.flow.rigid_motion` does, but leaving out the
-   blocks that hold the eyes, so that a blink cannot tilt it) is subtracted, and the
+   means of the flow, :func:`~mmer.features.flow.rigid_motion`, leaving out the blocks that hold
+   the eyes, so that a blink cannot tilt it) is subtracted, and the
    mean displacement vector of each AU-anchored ROI is kept: ``v_r(i) = P_r(i) - P_r(i-k)``.
 3. **Signal** - a micro-expression goes out and comes back, so at its apex ``j`` the motion
    towards it, ``v_r(j)``, and the motion after it, ``v_r(j+k)``, are large and opposite, while
@@ -60,7 +60,7 @@ import cv2
 import numpy as np
 
 from mmer.features.face import FaceTracker, alignment_matrix
-from mmer.features.flow import _similarity_fit, optical_flow
+from mmer.features.flow import optical_flow, rigid_motion
 from mmer.features.roi import REFERENCE_ROI, ROI_LANDMARKS, eye_aspect_ratio, face_rois
 
 __all__ = ["Candidate", "SpotterConfig", "Spotter", "STAGES"]
@@ -71,8 +71,6 @@ STAGES = ("face", "align", "flow", "signal", "peaks")
 _ROIS = tuple(name for name in ROI_LANDMARKS if name != REFERENCE_ROI)
 # ROIs a blink reaches: the lids and, through the skin around them, the brows and glabella.
 _EYE_ROIS = np.array([name.startswith(("eye", "brow", "glabella")) for name in _ROIS])
-# Side of the block grid the head's rigid motion is fitted on (the crop's outer ring is left out).
-_GRID = 8
 
 
 @dataclass(frozen=True)
@@ -320,6 +318,7 @@ class Spotter:
         self._ears: deque = deque(maxlen=max(4, round(cfg.blink_s * cfg.fps)))
         self._mouth_steps: deque = deque(maxlen=max(8, round(10.0 * cfg.fps)))
         self._emitted: deque = deque(maxlen=32)
+        self._direct: tuple[tuple[int, int] | None, dict[int, np.ndarray | None]] = (None, {})
         self._clock = clock
         self.timings = dict.fromkeys(STAGES, 0.0)
         self.frames = 0
@@ -487,7 +486,8 @@ class Spotter:
     def _roi_vectors(self, flow: np.ndarray, rois: list[int] | None = None) -> np.ndarray:
         """Mean flow per ROI minus the head's rigid motion (affine, so its box mean is its value at
         the box centre). Box means come from one integral image."""
-        motion = self._rigid_motion(flow)
+        # The eyes are left out of the head fit: a blink would tilt it (see rigid_motion).
+        motion = rigid_motion(flow, exclude=(self._boxes["eye_r"], self._boxes["eye_l"]))
         integral = cv2.integral(flow)
         rois = range(len(_ROIS)) if rois is None else rois
         v = np.empty((len(rois), 2), dtype=np.float64)
@@ -497,25 +497,6 @@ class Spotter:
             centre = np.array([(x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0, 1.0])
             v[out] = total / ((x1 - x0) * (y1 - y0)) - motion @ centre
         return v
-
-    def _rigid_motion(self, flow: np.ndarray) -> np.ndarray:
-        """The head's in-plane motion as a 2x3 matrix: a similarity field fitted robustly to the
-        block means of the crop's inner blocks, as :func:`~mmer.features.flow.rigid_motion` does,
-        but without the blocks that hold the eyes. A blink moves a quarter of the inner blocks
-        by pixels; left in, it tilts the fit and leaks a blink-shaped bump into every other ROI."""
-        h, w = flow.shape[:2]
-        blocks = cv2.resize(flow, (_GRID, _GRID), interpolation=cv2.INTER_AREA)
-        keep = np.zeros((_GRID, _GRID), dtype=bool)
-        keep[1:-1, 1:-1] = True
-        bw, bh = w / _GRID, h / _GRID
-        for name in ("eye_r", "eye_l"):
-            x0, y0, x1, y1 = self._boxes[name]
-            keep[int(y0 // bh) : int((y1 - 1) // bh) + 1, int(x0 // bw) : int((x1 - 1) // bw) + 1] = False
-        cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-        gy, gx = np.nonzero(keep)
-        pts = np.column_stack([(gx + 0.5) * bw - 0.5 - cx, (gy + 0.5) * bh - 0.5 - cy])
-        a, b, tx, ty = _similarity_fit(pts, blocks[keep].astype(np.float64))
-        return np.array([[a, -b, tx - a * cx + b * cy], [b, a, ty - b * cx - a * cy]])
 
     def _displacement(self, pos: int, scale: int) -> np.ndarray | None:
         """``P(pos) - P(pos - scale)`` per ROI, chained from k-step vectors."""
@@ -701,16 +682,22 @@ class Spotter:
         Only frames less than ``k`` after ``lo`` need a flow from ``lo``: further ones chain the
         k-step vectors the spotter already has, ``P(i) - P(lo) = (P(i - k) - P(lo)) + v(i)``, so a
         candidate costs at most ``k`` flows instead of one per frame (an ME closes sooner, and a
-        macro-expression no longer stalls the stream for a quarter of a second).
+        macro-expression no longer stalls the stream for a quarter of a second). Those flows are
+        kept for the next call from the same neutral frame and ROI: an ME tried a frame early and
+        then confirmed pays for them once.
         """
         base = self._frames[lo].crop
+        if self._direct[0] != (lo, roi):
+            self._direct = ((lo, roi), {})
+        flows = self._direct[1]
         disp: dict[int, np.ndarray] = {}
 
         def direct(i: int) -> np.ndarray | None:
-            rec = self._frames.get(i)
-            if rec is None or rec.crop is None:
-                return None
-            return self._roi_vectors(optical_flow(base, rec.crop, method="dis"), [roi])[0]
+            if i not in flows:
+                rec = self._frames.get(i)
+                flows[i] = None if rec is None or rec.crop is None else \
+                    self._roi_vectors(optical_flow(base, rec.crop, method="dis"), [roi])[0]
+            return flows[i]
 
         def at(i: int) -> np.ndarray | None:
             if i not in disp:
@@ -721,9 +708,9 @@ class Spotter:
                     disp[i] = direct(i) if i > lo else np.zeros(2)
             return disp[i]
 
-        for i in sorted({*range(lo, hi + 1, step), j, hi}):
-            at(i)
         wanted = {*range(lo, hi + 1, step), j, hi}
+        for i in sorted(wanted):
+            at(i)
         return {i: v for i, v in disp.items() if v is not None and i in wanted}
 
     def _speaking(self, j: int) -> bool:
