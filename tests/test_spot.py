@@ -62,14 +62,15 @@ def test_streaming_delay_is_bounded(streamed):
             assert t_emit - cand.t_offset <= cfg.max_me_s + 0.1 + 1e-9
 
 
-def test_an_me_that_is_over_is_emitted_k_frames_after_its_apex(streamed):
-    # The first ME of this session has returned to neutral k frames after its apex, so it does not
-    # wait for the confirming frame (k + 1 after the score peak; both MEs came 8-9 frames after
-    # their apex before the early path).
+def test_an_me_that_is_over_is_not_held_for_confirmation(streamed):
+    # An ME of this session has returned to neutral k frames after its score peak, so it does not
+    # wait for the confirming frame (k + 1 after the peak): it comes at most k frames after its
+    # displacement apex (both MEs came 8-9 frames after their apex before the early path), and
+    # never before its own offset.
     _, emitted, _, _, emitted_at = streamed
     k = SpotterConfig().ref
     mes = [c for c, _ in emitted if c.kind == "me"]
-    assert min(emitted_at[c] - c.apex for c in mes) == k
+    assert min(emitted_at[c] - c.apex for c in mes) <= k
     assert all(emitted_at[c] > c.offset for c in mes)
 
 

@@ -43,9 +43,9 @@ How it works (one pass per frame, the batch form replays a recording through the
 
 An ME candidate is emitted ``k + confirm_frames`` frames after its score peak, with its interval
 cut from the frames there are by then: a few frames after its offset, within the longest ME. When
-the displacement profile already peaks at the newest scored frame and has come back before the
-newest frame, with no blink near, the candidate is emitted ``k`` frames after the peak, without
-waiting for the confirmation.
+the displacement profile already peaks at the newest scored frame (or the one after it) and has
+come back before the newest frame, with no blink near, the candidate is emitted ``k`` frames after
+the score peak, without waiting for the confirmation.
 """
 
 from __future__ import annotations
@@ -584,7 +584,8 @@ class Spotter:
         """The candidate around apex ``j``, or None when it is rejected (counted by reason).
 
         With ``settled``, a tentative look before the apex is confirmed: None, with nothing counted,
-        unless the profile's return lies inside the frames seen so far and no blink is near.
+        unless no blink is near, the displacement peaks at ``j`` or the frame after it (the score
+        cannot peak much later), and the profile's return lies before the newest frame.
         """
         if settled:
             if self._blink_near(j, track.scale):
@@ -592,7 +593,9 @@ class Spotter:
             counts = dict(self.rejected)
             cand = self._interval(track, j, score)
             self.rejected = counts
-            return cand if cand is not None and cand.apex <= self._frames[j].index and cand.offset < self._frames[self._pos - 2].index else None
+            if cand is None or cand.apex > self._frames[j].index + 1 or cand.offset >= self._frames[self._pos - 1].index:
+                return None
+            return cand
         cfg = self.config
         roi = track.rois.get(j, -1)
         apex = self._frames.get(j)
