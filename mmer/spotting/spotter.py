@@ -685,7 +685,7 @@ class Spotter:
         Only frames less than ``k`` after ``lo`` need a flow from ``lo``: further ones chain the
         k-step vectors the spotter already has, ``P(i) - P(lo) = (P(i - k) - P(lo)) + v(i)``, so a
         candidate costs at most ``k`` flows instead of one per frame (an ME closes sooner, and a
-        macro-expression no longer stalls the stream for a quarter of a second). Those flows are
+        macro-expression no longer stalls the stream for 130-160 ms). Those flows are
         kept for the next call from the same neutral frame and ROI: an ME tried a frame early and
         then confirmed pays for them once.
         """
