@@ -200,7 +200,8 @@ def rigid_motion(flow: np.ndarray, *, grid: int = 8, exclude: Sequence[tuple[int
     for x0, y0, x1, y1 in exclude:
         keep[int(y0 // bh) : int((y1 - 1) // bh) + 1, int(x0 // bw) : int((x1 - 1) // bw) + 1] = False
     if keep.sum() < 3:
-        raise ValueError(f"the excluded boxes leave {int(keep.sum())} blocks of the {grid}x{grid} grid; at least 3 are needed")
+        raise ValueError(f"the excluded boxes leave {int(keep.sum())} blocks of the {grid}x{grid} grid; "
+                         "at least 3 are needed")
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
     gy, gx = np.nonzero(keep)
     pts = np.column_stack([(gx + 0.5) * bw - 0.5 - cx, (gy + 0.5) * bh - 0.5 - cy])

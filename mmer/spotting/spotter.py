@@ -593,7 +593,8 @@ class Spotter:
             counts = dict(self.rejected)
             cand = self._interval(track, j, score)
             self.rejected = counts
-            if cand is None or cand.apex > self._frames[j].index + 1 or cand.offset >= self._frames[self._pos - 1].index:
+            newest = self._frames[self._pos - 1].index
+            if cand is None or cand.apex > self._frames[j].index + 1 or cand.offset >= newest:
                 return None
             return cand
         cfg = self.config
