@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mmer.commands.live import install_sigterm
     from mmer.config import SessionConfig, load_config
-    from mmer.live._sources import ReplaySource, SensorProcess
+    from mmer.live._sources import ReplaySource, SensorProcess, start_failures, stop_sources
     from mmer.live.recorder import RecorderError, SessionRecorder, check_recording_dir
     from mmer.sensors import create_sensor
     from mmer.streams import configure_lsl
@@ -70,10 +70,11 @@ def run(args: argparse.Namespace) -> int:
             outcomes = source.start()
             started.append(source)
             if isinstance(source, SensorProcess):
-                for entry, _, message in filter(None, outcomes):
-                    if entry.required:
-                        raise ValueError(f"sensor {entry.adapter!r} did not start: {message}")
-                    log.warning("optional sensor %s did not start: %s", entry.adapter, message)
+                fatal, optional = start_failures(outcomes)
+                for adapter, message in optional:
+                    log.warning("optional sensor %s is not available: %s", adapter, message)
+                if fatal is not None:
+                    raise ValueError(fatal)
         streams = None
         if args.streams:
             streams = []
@@ -104,12 +105,9 @@ def run(args: argparse.Namespace) -> int:
             log.warning("interrupted: closing the recording")
     finally:
         # Sources stop acquiring first, LabRecorder takes the last samples, then outlets close.
-        for source in started:
-            getattr(source, "halt", source.stop)()
+        stop_sources(started, "halt")
         manifest = recorder.stop() if recorder is not None else None
-        for source in started:
-            if hasattr(source, "halt"):
-                source.stop()
+        stop_sources(started, "stop")
     if manifest is None:
         return 1
     video = manifest["files"]["video"]

@@ -197,6 +197,39 @@ class SensorProcess:
             self._process.wait(5.0)
 
 
+def stop_sources(sources: Sequence, step: str) -> None:
+    """One step of stopping ``sources``: ``"halt"`` (stop acquiring, keep the outlets for the
+    inlets still reading them; a source without a halt step stops at once), then ``"stop"`` (close
+    what was halted). A source that fails is logged and the others still stop."""
+    for source in sources:
+        if step == "stop" and not hasattr(source, "halt"):
+            continue  # stopped in the halt step
+        try:
+            getattr(source, step, source.stop)()
+        except Exception as err:  # noqa: BLE001 - one bad source must not block the rest
+            log.error("stopping %s failed: %s", source, err)
+
+
+def start_failures(outcomes: Sequence) -> tuple[str | None, list[tuple[str, str]]]:
+    """Judge :meth:`SensorProcess.start`'s outcomes by the rules for in-process adapters.
+
+    Returns the message of the first failure that must stop the session (bad options, or a
+    required sensor that is not available), else None, and ``(adapter, message)`` for each
+    optional sensor before it that is not available.
+    """
+    optional = []
+    for outcome in outcomes:
+        if outcome is None:
+            continue
+        entry, kind, message = outcome
+        if kind == "options":
+            return f"sensors: adapter {entry.adapter!r}: {message}", optional
+        if entry.required:
+            return f"sensor {entry.adapter!r} is not available: {message}", optional
+        optional.append((entry.adapter, message))
+    return None, optional
+
+
 class _RemoteSensor:
     """What the pipeline sees of one adapter in a :class:`SensorProcess`: its name and health."""
 

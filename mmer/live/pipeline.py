@@ -44,6 +44,7 @@ from mmer.clock import local_clock
 from mmer.config import SessionConfig
 from mmer.fusion import AlignmentBuffer
 from mmer.live._recognizer import SessionRecognizer
+from mmer.live._sources import SensorProcess, start_failures, stop_sources
 from mmer.live.events import Decision, EventOutlet
 from mmer.live.latency import LatencyTracker
 from mmer.live.recorder import SessionRecorder, check_recording_dir
@@ -445,24 +446,18 @@ class LivePipeline:
 
     def _start_sensor_process(self) -> list:
         """Start ``config.sensors`` in one child process; the same rules as in-process adapters."""
-        from mmer.live._sources import SensorProcess
-
         host = SensorProcess(self.config.sensors)
         try:
             outcomes = host.start()
         except RuntimeError as err:
             raise PipelineError(str(err)) from None
-        for outcome in outcomes:
-            if outcome is None:
-                continue
-            entry, kind, message = outcome
-            if kind == "options" or entry.required:
-                host.stop()
-                what = f"sensors: adapter {entry.adapter!r}" if kind == "options" else \
-                    f"sensor {entry.adapter!r} is not available"
-                raise PipelineError(f"{what}: {message}")
-            log.warning("optional sensor %s is not available: %s", entry.adapter, message)
-            self._note(f"[missing] sensor {entry.adapter}: {message}")
+        fatal, optional = start_failures(outcomes)
+        for adapter, message in optional:
+            log.warning("optional sensor %s is not available: %s", adapter, message)
+            self._note(f"[missing] sensor {adapter}: {message}")
+        if fatal is not None:
+            host.stop()
+            raise PipelineError(fatal)
         return list(host.sensors)
 
     def preflight(self) -> None:
@@ -874,7 +869,7 @@ class LivePipeline:
         # Sources stop acquiring but keep their outlets until every inlet here has drained and
         # closed (closing them first makes liblsl report broken streams); those without a
         # halt step stop at once.
-        self._stop_sources("halt")
+        stop_sources(self.sensors, "halt")
         for reader in self._videos:
             reader.stop(drain=True)
         for reader in self._videos:
@@ -903,16 +898,7 @@ class LivePipeline:
             self._status.stop()
         for consumer in self._consumers:
             consumer.stop()
-        self._stop_sources("stop")
-
-    def _stop_sources(self, step: str) -> None:
-        for sensor in self.sensors:
-            if step == "stop" and not hasattr(sensor, "halt"):
-                continue  # stopped in the halt step
-            try:
-                getattr(sensor, step, sensor.stop)()
-            except Exception as err:  # noqa: BLE001 - one bad sensor must not block the rest
-                log.error("stopping %s failed: %s", sensor, err)
+        stop_sources(self.sensors, "stop")
 
     # -- reporting ------------------------------------------------------------------------------------
     def truth(self) -> list[dict]:
