@@ -71,7 +71,7 @@ def test_live_benchmark_times_matched_mes_from_their_true_last_frame():
                  replace(_d(1, 80, 85), t_offset=20.0, t_published=20.1),
                  replace(_d(2, 40, 50), t_offset=30.0, t_published=30.15),
                  replace(_d(3, 100, 150, kind="mae"), t_offset=40.0, t_published=41.0)]
-    result = _from_true_offset(decisions, truth, fps=30.0)
+    result = _from_true_offset(decisions, truth, match_truth(decisions, truth)["pairs"], fps=30.0)
     assert result["n"] == 2
     assert result["max"] == pytest.approx(183.333, abs=1e-3)
     # Candidate 2 ends two frames before the truth: 66.7 ms less than its own 150 ms.

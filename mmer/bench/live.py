@@ -33,6 +33,7 @@ from mmer.bench._rss import RssSampler
 NAME = "live"
 HELP = "live pipeline latency, loss and memory on synthetic RGB-D + physiology sensors"
 
+_FPS = 30.0
 _HELD_OUT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faces" / "45-m7-di-ph.jpg"
 
 
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> dict:
     configure_lsl(f"mmer-bench-live-{uuid.uuid4().hex[:8]}", extra_lines=LSL_WARNINGS_ONLY)
     opts = {"seed": args.seed, "width": width, "height": height, "face": face, "epoch": None, "wait_for_consumers": 60.0}
     config = parse_config({
-        "sensors": [{"adapter": "synthetic-camera", "options": {**opts, "fps": 30.0, "depth": True}},
+        "sensors": [{"adapter": "synthetic-camera", "options": {**opts, "fps": _FPS, "depth": True}},
                     {"adapter": "synthetic-physio", "options": opts}],
         "sensor_process": True,
         "model": {"checkpoint": args.checkpoint},
@@ -82,7 +83,9 @@ def run(args: argparse.Namespace) -> dict:
     if len(pts) >= 5:
         growth = float(np.polyfit(pts[:, 0] / 60.0, pts[:, 1], 1)[0])
     lat = summary["latency_ms"]
-    lat["early_me_from_true_offset"] = _from_true_offset(pipeline.decisions, pipeline.truth(), fps=30.0)
+    truth = pipeline.truth()
+    spotting = match_truth(pipeline.decisions, truth)
+    lat["early_me_from_true_offset"] = _from_true_offset(pipeline.decisions, truth, spotting["pairs"], fps=_FPS)
     targets = {
         "early_p95_le_200ms": _le(lat["early"]["p95"], 200.0),
         "early_me_p95_le_200ms": _le(lat["early_me"]["p95"], 200.0),
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> dict:
         "physio_received": summary["physio_received"],
         "physio_before_connect": summary["physio_before_connect"],
         "late_incomplete": summary["late_incomplete"],
-        "spotting": {k: v for k, v in match_truth(pipeline.decisions, pipeline.truth()).items() if k != "pairs"},
+        "spotting": {k: v for k, v in spotting.items() if k != "pairs"},
         "spotter_ms_per_frame": summary["spotter_ms_per_frame"],
         "latency_stages_early": summary["latency_detail"]["early"].get("stages", {}),
         "latency_stages_early_me": summary["latency_detail"].get("early_me", {}).get("stages", {}),
@@ -126,13 +129,12 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
-def _from_true_offset(decisions, truth: list[dict], *, fps: float) -> dict:
-    """Early ME decisions that matched a true ME, timed from the capture of its true last frame
-    (the candidate's own last frame moved by the difference in frames; the camera is frame-locked)."""
+def _from_true_offset(decisions, truth: list[dict], pairs: dict[int, int], *, fps: float) -> dict:
+    """Early ME decisions matched to a true ME (``pairs``: candidate id -> truth position, from
+    :func:`~mmer.live.report.match_truth`), timed from the capture of its true last frame (the
+    candidate's own last frame moved by the difference in frames; the camera is frame-locked)."""
     from mmer.live.latency import percentiles
-    from mmer.live.report import match_truth
 
-    pairs = match_truth(decisions, truth)["pairs"]
     values = [
         (d.t_published - d.t_offset - (int(truth[pairs[d.candidate_id]]["offset"]) - d.offset) / fps) * 1000.0
         for d in decisions

@@ -68,16 +68,14 @@ def _time_flow(crops: list[tuple[np.ndarray, np.ndarray]]) -> dict:
 def _delay_stats(rows: list[tuple[int | None, float | None]]) -> dict:
     """p50/p95/max of the emission delay (frames and ms from a candidate's offset frame to the frame
     whose push emitted it); candidates that only ``flush()`` returned are counted apart."""
+    from mmer.live.latency import percentiles
+
     live = [(f, m) for f, m in rows if f is not None]
-    frames = np.array([f for f, _ in live], dtype=float)
-    ms = np.array([m for _, m in live], dtype=float)
-
-    def pct(values: np.ndarray, q: float) -> float | None:
-        return float(np.percentile(values, q)) if len(values) else None
-
-    return {"n": len(live), "at_flush": len(rows) - len(live),
-            "frames_p50": pct(frames, 50), "frames_p95": pct(frames, 95), "frames_max": pct(frames, 100),
-            "ms_p50": pct(ms, 50), "ms_p95": pct(ms, 95), "ms_max": pct(ms, 100)}
+    out = {"n": len(live), "at_flush": len(rows) - len(live)}
+    for unit, values in (("frames", [f for f, _ in live]), ("ms", [m for _, m in live])):
+        stats = percentiles(values, qs=(50, 95))
+        out.update({f"{unit}_p50": stats["p50"], f"{unit}_p95": stats["p95"], f"{unit}_max": stats["max"]})
+    return out
 
 
 def run(args: argparse.Namespace) -> dict:
