@@ -10,12 +10,40 @@ import time
 
 import pylsl
 
-__all__ = ["local_clock", "sleep_until"]
+__all__ = ["local_clock", "sleep_until", "wall_to_lsl_offset"]
 
 
 def local_clock() -> float:
     """Return the current time on the LSL clock, in seconds."""
     return pylsl.local_clock()
+
+
+def wall_to_lsl_offset(tries: int = 5) -> float:
+    """Return the offset that maps wall-clock seconds onto the LSL clock (``lsl = wall + offset``).
+
+    Devices such as RealSense stamp frames on the system clock. One ``time.time()`` read next to one
+    ``local_clock()`` read is off by however long the thread was preempted between them, which on a
+    loaded machine is milliseconds and can reorder frames. Each try brackets ``time.time()`` between
+    two LSL reads; the tightest bracket of ``tries`` wins and its midpoint is used.
+
+    Parameters
+    ----------
+    tries : int
+        Number of bracketed reads; the narrowest one is kept.
+
+    Returns
+    -------
+    float
+        Seconds to add to a ``time.time()`` value to put it on the LSL clock.
+    """
+    best_width, best_offset = float("inf"), 0.0
+    for _ in range(max(1, tries)):
+        before = pylsl.local_clock()
+        wall = time.time()
+        after = pylsl.local_clock()
+        if after - before < best_width:
+            best_width, best_offset = after - before, (before + after) / 2.0 - wall
+    return best_offset
 
 
 def sleep_until(t_lsl: float, *, spin_s: float = 0.0005) -> None:

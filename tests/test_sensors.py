@@ -18,8 +18,9 @@ import numpy as np
 import pylsl
 import pytest
 
+from mmer import clock as mmer_clock
 from mmer.cli import main
-from mmer.clock import local_clock
+from mmer.clock import local_clock, wall_to_lsl_offset
 from mmer.fusion import AlignmentBuffer
 from mmer.sensors import SensorError, create_sensor, get_adapter, list_adapters
 from mmer.sensors.camera import CameraSensor
@@ -109,7 +110,9 @@ def _fake_rs(devices: int):
 
     class Frame:
         def __init__(self, data, number):
-            self.data, self.number, self.ts = data, number, time.time() * 1000.0 - 20.0
+            # device capture time: 20 ms before delivery, frame numbers 33 ms apart as at 30 fps
+            self.data, self.number = data, number
+            self.ts = time.time() * 1000.0 - 20.0 - (8 - number) * 1000.0 / 30.0
 
         def __bool__(self):
             return True
@@ -170,6 +173,19 @@ def test_realsense_without_a_device_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyrealsense2", _fake_rs(devices=1))
     with pytest.raises(SensorError, match="'999' not found"):
         RealSenseSensor(serial="999").start()
+
+
+def test_wall_to_lsl_offset_keeps_the_tightest_bracket(monkeypatch):
+    # first try preempted for 20 ms between the LSL reads, second one tight
+    lsl_reads, wall_reads = iter([0.0, 0.020, 0.030, 0.0301]), iter([100.0, 100.030])
+    monkeypatch.setattr(mmer_clock, "pylsl", types.SimpleNamespace(local_clock=lambda: next(lsl_reads)))
+    monkeypatch.setattr(mmer_clock, "time", types.SimpleNamespace(time=lambda: next(wall_reads)))
+    assert mmer_clock.wall_to_lsl_offset(tries=2) == pytest.approx(0.03005 - 100.030, abs=1e-9)
+
+
+def test_wall_to_lsl_offset_maps_now_onto_the_lsl_clock():
+    offset = wall_to_lsl_offset()
+    assert abs(time.time() + offset - local_clock()) < 0.05
 
 
 def test_realsense_frame_path_publishes_rgb_depth_and_intrinsics(monkeypatch):

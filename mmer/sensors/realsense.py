@@ -7,18 +7,16 @@ distortion model and coefficients) and the depth scale go into the LSL metadata 
 ``desc/intrinsics``, so a recording can be back-projected to 3-D later.
 
 Timestamps: RealSense frames carry a host-synchronised ``global_time`` (milliseconds on the
-system clock); it is mapped onto the LSL clock with one ``time.time()``/``local_clock()`` pair per
-frameset, which keeps the device's own capture time instead of the arrival time. Frame-number gaps
-count as dropped frames.
+system clock); it is mapped onto the LSL clock with :func:`mmer.clock.wall_to_lsl_offset`, measured
+again once a second so that NTP slewing is followed, which keeps the device's own capture time
+instead of the arrival time. Frame-number gaps count as dropped frames.
 """
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from mmer.clock import local_clock
+from mmer.clock import local_clock, wall_to_lsl_offset
 from mmer.sensors.base import Sensor, SensorError
 from mmer.streams import StreamSpec, StreamType, video_spec
 from mmer.transport import DEFAULT_ENDPOINT, FramePublisher, VideoOutlet
@@ -83,6 +81,8 @@ class RealSenseSensor(Sensor):
         self._rgb: VideoOutlet | None = None
         self._depth: VideoOutlet | None = None
         self._depth_to_mm = 1.0
+        self._wall_offset = 0.0
+        self._offset_measured_at = float("-inf")
 
     @property
     def specs(self) -> list[StreamSpec]:
@@ -147,12 +147,14 @@ class RealSenseSensor(Sensor):
     def _lsl_time(self, frame) -> float:
         """Map a frame's device timestamp to the LSL clock (arrival time if the domain is unknown)."""
         now_lsl = local_clock()
-        if frame.get_frame_timestamp_domain() in (
+        if frame.get_frame_timestamp_domain() not in (
             self._rs.timestamp_domain.global_time,
             self._rs.timestamp_domain.system_time,
         ):
-            return now_lsl - (time.time() * 1000.0 - frame.get_timestamp()) / 1000.0
-        return now_lsl
+            return now_lsl
+        if now_lsl - self._offset_measured_at > 1.0:
+            self._wall_offset, self._offset_measured_at = wall_to_lsl_offset(), now_lsl
+        return frame.get_timestamp() / 1000.0 + self._wall_offset
 
     def _run(self) -> None:
         last_number: int | None = None
