@@ -3,7 +3,6 @@ and sensor adapters run in a child process."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import queue
@@ -82,7 +81,7 @@ class SensorProcess:
     Acquisition (a camera's decoding, the synthetic sensors' rendering and segment generation)
     then never competes with the pipeline for this interpreter's lock, and adapters in the one
     child still share what lives in a process (synthetic sensors of one lab share its truth).
-    The child is a fresh interpreter (``python -m mmer.live._sources``) talking JSON lines on its
+    The child is a fresh interpreter (``python -m mmer.sensors._process_host``) talking JSON lines on its
     stdin and stdout; it inherits the environment, hence the LSL session. :meth:`start` returns
     once every adapter has started or failed; :attr:`sensors` stand in for the started adapters,
     their ``health`` refreshed from the child twice a second and final after :meth:`halt`.
@@ -124,7 +123,7 @@ class SensorProcess:
             line = json.dumps(request)
         except TypeError as err:
             raise RuntimeError(f"sensor options must be plain values to start them in a process: {err}") from None
-        self._process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+        self._process = subprocess.Popen([sys.executable, "-m", "mmer.sensors._process_host"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, text=True, bufsize=1)
         self._process.stdin.write(line + "\n")
         self._process.stdin.flush()
@@ -247,77 +246,3 @@ class _RemoteSensor:
 
     def stop(self) -> None:
         self.host.stop()
-
-
-def _host() -> None:
-    """The child: build and start the adapters, report their health, obey ``halt``/``stop``."""
-    import os
-    import signal
-
-    from mmer.sensors import SensorError, create_sensor
-
-    # Ctrl-C in the terminal reaches the whole process group: the parent decides when to stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Replies go on a private copy of stdout; anything else written to stdout lands on stderr.
-    replies = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    request = json.loads(sys.stdin.readline())
-    logging.basicConfig(level=request["level"], format="%(asctime)s %(levelname)s %(name)s [sensors]: %(message)s")
-    built, failures = [], []
-    for adapter, options in request["entries"]:
-        try:
-            built.append(create_sensor(adapter, **options))
-            failures.append(None)
-        except SensorError as err:
-            built.append(None)
-            failures.append(("unavailable", str(err)))
-        except (ValueError, TypeError) as err:
-            built.append(None)
-            failures.append(("options", str(err)))
-    running = []
-    if not any(f is not None and f[0] == "options" for f in failures):
-        for i, sensor in enumerate(built):
-            if sensor is None:
-                continue
-            try:
-                sensor.start()
-                running.append(sensor)
-            except SensorError as err:
-                failures[i] = ("unavailable", str(err))
-
-    def reply(kind: str, payload) -> None:
-        replies.write(json.dumps([kind, payload]) + "\n")
-
-    def health() -> list:
-        out = []
-        for sensor in running:
-            sent = getattr(sensor, "physio_samples_sent", None)
-            out.append([dataclasses.asdict(sensor.health), sent() if sent else None])
-        return out
-
-    reply("ready", failures)
-    commands: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [commands.put(line.strip()) for line in sys.stdin] + [commands.put("stop")],
-                     daemon=True).start()
-    command = ""
-    while command != "stop":
-        try:
-            command = commands.get(timeout=0.5)
-        except queue.Empty:
-            command = ""
-        if command in ("halt", "stop"):
-            for sensor in running:
-                sensor.halt()
-        if command == "stop":
-            for sensor in running:
-                sensor.stop()
-        try:
-            reply(command or "health", health())
-        except OSError:  # the parent is gone
-            command = "stop"
-            for sensor in running:
-                sensor.stop()
-
-
-if __name__ == "__main__":
-    _host()
