@@ -245,3 +245,67 @@ def test_a_blink_does_not_tilt_the_head_motion_fit(faces_dir):
     away = [i for i, name in enumerate(_ROIS) if name.startswith(("nose", "mouth", "chin"))]
     # A fit over all inner blocks (rigid_motion with nothing excluded) leaves about 0.19 px here.
     assert np.abs(v[away]).max() < 0.02
+
+
+def _spotter_with_frames(config: SpotterConfig, n: int) -> Spotter:
+    """A spotter holding ``n`` frames with a face and nothing else (internals, for rule tests)."""
+    from mmer.spotting.spotter import _Frame
+
+    spotter = Spotter(config=config, tracker=object())
+    spotter._frames = {i: _Frame(index=i, t=i / config.fps, crop=np.zeros((2, 2), np.uint8)) for i in range(n)}
+    spotter._pos = n
+    return spotter
+
+
+def _macro_interval(config: SpotterConfig, j: int, shape):
+    """The macro scale's candidate at score peak ``j`` when the winning ROI moves by ``shape(i)``."""
+    spotter = _spotter_with_frames(config, j + 80)  # the newest frame lies past the macro window
+    track = spotter._tracks[1]
+    track.rois[j] = 0
+    spotter._profile = lambda lo, hi, jj, roi, *, step: {i: np.array([0.0, shape(i)]) for i in range(lo, hi + 1)}
+    return spotter._interval(track, j, 10.0), spotter.rejected
+
+
+def test_a_macro_window_that_misses_the_expressions_end_is_not_a_candidate():
+    # An expression from frame 200 that is still held where the macro window ends: a score peak
+    # before its onset (noise before, the rise after) sees only its start. Removing the drift
+    # between the window's ends would fake an apex at the onset (the old behaviour, ramp_ratio
+    # off); the rule drops it and the peak on the expression itself decides.
+    def rise(i):
+        return float(np.clip((i - 200) / 25.0, 0.0, 1.0)) * 1.5
+
+    def bump(i):
+        return 1.5 * float(np.sin(np.pi * np.clip((i - 200) / 80.0, 0.0, 1.0)) ** 2)
+
+    cfg = SpotterConfig(fps=30.0)
+    old, _ = _macro_interval(SpotterConfig(fps=30.0, ramp_ratio=1e9), 185, rise)
+    assert old is not None and old.apex == 200  # the false apex the rule prevents
+    cand, rejected = _macro_interval(cfg, 185, rise)
+    assert cand is None and rejected["ramp"] == 1
+    whole, _ = _macro_interval(cfg, 240, bump)  # the whole expression in the window
+    assert whole is not None and whole.kind == "mae" and whole.apex == 240
+    assert (whole.offset - whole.onset + 1) / 81 > 0.8 and 200 <= whole.onset and whole.offset <= 280
+
+
+def test_speech_needs_repeated_large_lip_movements():
+    """One parting of the lips with the mesh wobbling on the way is an expression; syllables of
+    uneven size are speech."""
+    cfg = SpotterConfig(fps=30.0)
+    n = 120
+    i = np.arange(n)
+    opening = 0.15 * np.sin(np.pi * np.clip((i - 40) / 40.0, 0.0, 1.0)) ** 2
+    opening += 0.025 * np.sin(2 * np.pi * i / 6.0) * (opening > 0.02)  # mesh wobble of 1/6 of the range
+    syllables = 0.1 * np.abs(np.sin(np.pi * 4.0 * i / 30.0)) * np.where((i // 8) % 2, 1.0, 0.6)
+
+    def speaking(lips, config):
+        spotter = _spotter_with_frames(config, n)
+        for k, f in spotter._frames.items():
+            f.mouth = np.array([lips[k], 0.0])
+        spotter._mouth_steps.extend([np.array([0.001, 0.001])] * 10)
+        return spotter._speaking(60)
+
+    assert speaking(syllables, cfg)
+    assert not speaking(opening, cfg)
+    assert speaking(opening, SpotterConfig(fps=30.0, speech_relative=0.0))  # without the relative step
+    with pytest.raises(ValueError, match="speech_relative"):
+        SpotterConfig(speech_relative=1.0)

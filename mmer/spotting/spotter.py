@@ -139,15 +139,18 @@ class SpotterConfig:
         Onset/offset: the tangent through the profile's crossings of ``edge_fraction`` and
         ``3 * edge_fraction`` of its peak, extended to zero.
     ramp_ratio : float
-        An ME candidate whose ROI ends more than ``ramp_ratio`` times its peak displacement
-        away from where it started is part of a larger movement and is dropped.
+        A candidate whose ROI ends more than ``ramp_ratio`` times its peak displacement away
+        from where it started is dropped: on the ME scale it is part of a larger movement, on
+        the macro scale its window does not hold the whole expression.
     oscillation : float
         An ME candidate whose displacement profile reverses three times by more than
         ``oscillation`` times its peak (two bumps or more) is dropped as speech-like motion.
-    speech_s, speech_step, speech_reversals : float, float, int
+    speech_s, speech_step, speech_reversals, speech_relative : float, float, int, float
         A candidate is dropped as speech when the lip gap (landmarks 13-14, in
         units of the outer-eye-corner distance) reverses ``speech_reversals`` times by more than
-        ``max(speech_step, 5 x its noise)`` within ``+-speech_s``.
+        ``max(speech_step, 5 x its noise, speech_relative x its range)`` within ``+-speech_s``.
+        The last term lets an expression that parts the lips once, with the mesh wobbling on
+        its way, pass; syllables each move the lips by a good part of the range.
     blink_drop : float
         A blink is an eye aspect ratio below ``blink_drop`` times its median over the
         previous ``blink_s`` seconds.
@@ -176,6 +179,7 @@ class SpotterConfig:
     speech_s: float = 0.8
     speech_step: float = 0.010
     speech_reversals: int = 3
+    speech_relative: float = 0.3
     blink_drop: float = 0.85
     blink_s: float = 1.0
 
@@ -194,6 +198,8 @@ class SpotterConfig:
             raise ValueError(f"p must be in [0, 1], got {self.p}")
         if self.macro_scale < 2:
             raise ValueError(f"macro_scale must be at least 2, got {self.macro_scale}")
+        if not 0 <= self.speech_relative < 1:
+            raise ValueError(f"speech_relative must be in [0, 1), got {self.speech_relative}")
         if not 0 < self.edge_fraction < 1 / 3:
             raise ValueError(f"edge_fraction must be in (0, 1/3), got {self.edge_fraction}")
 
@@ -639,9 +645,12 @@ class Spotter:
             return None
         profile = d @ (direction / norm)
         peak = int(np.argmax(profile))
-        if track.name == "me" and np.linalg.norm(drift) > cfg.ramp_ratio * profile[peak]:
-            # The region ends far from where it started: a bump on the rise or fall of a larger
-            # movement, which the macro scale judges whole.
+        if np.linalg.norm(drift) > cfg.ramp_ratio * profile[peak]:
+            # The region ends far from where it started. On the ME scale: a bump on the rise or
+            # fall of a larger movement, which the macro scale judges whole. On the macro scale:
+            # the score rose before the expression began (a large movement after, noise before),
+            # and removing the drift would put a false apex at its onset; the score peak on the
+            # expression itself judges it.
             self.rejected["ramp"] += 1
             return None
         if track.name == "me" and _reversals(profile, cfg.oscillation * profile[peak]) >= 3:
@@ -730,8 +739,9 @@ class Spotter:
         signals = np.asarray(signals)
         # Landmark noise: the median frame-to-frame change over the last 10 s.
         noise = np.median(np.asarray(self._mouth_steps), axis=0) if self._mouth_steps else np.zeros(2)
-        return any(_reversals(signals[:, c], max(cfg.speech_step, 5.0 * float(noise[c]))) >= cfg.speech_reversals
-                   for c in range(signals.shape[1]))
+        steps = [max(cfg.speech_step, 5.0 * float(noise[c]), cfg.speech_relative * float(np.ptp(signals[:, c])))
+                 for c in range(signals.shape[1])]
+        return any(_reversals(signals[:, c], step) >= cfg.speech_reversals for c, step in enumerate(steps))
 
     def _blink_near(self, j: int, scale: int) -> bool:
         pad = max(1, self.k // 2)
