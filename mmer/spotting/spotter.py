@@ -31,7 +31,9 @@ How it works (one pass per frame, the batch form replays a recording through the
    ``3 * edge_fraction`` crossings reaches zero. The type is ME when the interval is at most
    ``max_me_s`` long, else macro. Each scale emits only its own kind: the ME scale drops longer
    intervals and bumps riding on a larger movement (the macro scale judges those), the macro
-   scale drops short ones (blinks and MEs caught in its wide window, which the ME scale judges).
+   scale drops short ones (blinks and MEs caught in its wide window, which the ME scale judges)
+   and windows whose far end still holds the expression (their detrended apex would sit at the
+   onset).
 6. **Blinks and speech** - a frame whose eye aspect ratio dips below ``blink_drop`` of its recent
    median is a blink; the eye, brow and glabella ROIs score zero wherever a blink lies within the
    comparison span, so blinks never become candidates (the suppressed frames are counted). A
@@ -328,8 +330,8 @@ class Spotter:
         self._clock = clock
         self.timings = dict.fromkeys(STAGES, 0.0)
         self.frames = 0
-        self.rejected = {"blink_frames": 0, "speech": 0, "too_long": 0, "too_short": 0, "ramp": 0, "oscillation": 0, "overlap": 0, "no_face": 0,
-                         "head_motion": 0}
+        self.rejected = dict.fromkeys(("blink_frames", "speech", "too_long", "too_short", "ramp", "oscillation",
+                                       "overlap", "no_face", "head_motion"), 0)
         self.signal: dict[str, deque] = {t.name: deque(maxlen=signal_frames) for t in self._tracks}
 
     # -- public -------------------------------------------------------------------------------
