@@ -39,8 +39,12 @@ def _add_knobs(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--emotions", help="comma-separated classes to draw (happy,disgust,surprise,fear,anger,sad,others)")
     g.add_argument("--noise", type=float, dest="noise_sigma", help="sensor noise, grey levels (default 2)")
     g.add_argument("--jpeg-quality", type=int, help="JPEG quality of colour frames (default 90)")
+    g.add_argument("--me-overlap", type=float, metavar="F",
+                   help="share of MEs (0..1) placed during a blink, speech, a head jerk, or beside or inside a "
+                        "macro-expression; ground_truth.json names it per ME (default 0.25)")
     g.add_argument("--no-distractors", action="store_true",
-                   help="no head motion, speech, flicker or physiology artifacts (easy mode)")
+                   help="no head motion, speech, flicker, lighting drift, physiology artifacts or MEs placed "
+                        "during a distractor (easy mode)")
 
 
 def _config(args: argparse.Namespace):
@@ -48,15 +52,17 @@ def _config(args: argparse.Namespace):
 
     changes = {}
     for name in ("me_per_min", "mae_per_min", "me_amplitude", "mae_amplitude", "blink_interval",
-                 "noise_sigma", "jpeg_quality"):
+                 "noise_sigma", "jpeg_quality", "me_overlap"):
         value = getattr(args, name, None)
         if value is not None:
             changes[name] = value
     if args.emotions:
         changes["emotions"] = {e.strip().lower(): 1.0 for e in args.emotions.split(",") if e.strip()}
     if args.no_distractors:
+        if changes.get("me_overlap"):
+            raise ValueError("--me-overlap needs distractors; drop --no-distractors")
         changes.update(head_drift_px=0.0, head_jerk_per_min=0.0, speech_per_min=0.0, flicker=0.0,
-                       motion_artifacts=False, electrode_drop=0.0)
+                       motion_artifacts=False, electrode_drop=0.0, me_overlap=0.0, lighting_drift=0.0)
     return SynthConfig(**changes)
 
 
@@ -71,7 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--videos", type=int, default=2, help="videos per subject, Part A (default 2)")
     c.add_argument("--seconds", type=float, default=10.0, help="seconds per video (default 10)")
     c.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
-    c.add_argument("--faces", help="folder of face photos, one photo, or 'astronaut' (default: shared faces)")
+    c.add_argument("--faces", help="folder of face photos, one photo, 'astronaut', or registry:dev / "
+                                   "registry:frozen (default: registry:dev, 22 identities)")
     c.add_argument("--fps", type=float, default=30.0, help="frame rate (default 30)")
     c.add_argument("--size", type=_size, default=(640, 480), help="frame size WxH (default 640x480)")
     c.add_argument("--no-depth", action="store_true", help="skip depth frames")

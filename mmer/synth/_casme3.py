@@ -44,6 +44,7 @@ from tqdm import tqdm
 from mmer.dataset import EventKind
 from mmer.synth._config import SynthConfig
 from mmer.synth._face import Face, load_face, resolve_faces
+from mmer.synth._registry import FaceSpec, face_registry, load_registered
 from mmer.synth._session import SyntheticSession, generate_session
 
 __all__ = ["write_casme3", "write_physio_text", "PART_A_LABEL", "PART_A_ALL", "PART_C_ME", "PART_C_ALL"]
@@ -251,7 +252,8 @@ def write_casme3(
         Same seed, same bytes.
     faces : path, list or None
         A folder of photographs, one photograph, ``"astronaut"``, a list of those or of
-        :class:`Face`, or None for :func:`mmer.synth.default_faces`. Subjects cycle through them.
+        :class:`Face`, ``"registry:dev"`` or ``"registry:frozen"`` for a split of the face
+        registry, or None for the ``dev`` split. Subjects cycle through them.
     fps, size : float, (int, int)
         Frame rate and frame ``(width, height)``.
     config : SynthConfig, optional
@@ -293,11 +295,19 @@ def write_casme3(
     if round(seconds * fps) < 2:
         raise ValueError(f"{seconds} s at {fps} fps is fewer than 2 frames per video")
     config = config or SynthConfig()
-    sources = faces if isinstance(faces, list) else resolve_faces(faces)
+    if faces is None:
+        sources: list = face_registry("dev")
+    elif isinstance(faces, list):
+        sources = faces
+    elif str(faces).startswith("registry:"):
+        sources = face_registry(str(faces).removeprefix("registry:"))
+    else:
+        sources = resolve_faces(faces)
     if not sources:
         raise ValueError("no face photographs found; pass --faces DIR")
     # Every face is checked (mesh detection) before any frame is written.
-    loaded: list[Face] = [f if isinstance(f, Face) else load_face(f, size=size) for f in sources[:subjects]]
+    loaded: list[Face] = [f if isinstance(f, Face) else load_registered(f, size=size) if isinstance(f, FaceSpec)
+                          else load_face(f, size=size) for f in sources[:subjects]]
     out = Path(out)
     staging = _check_output(out, overwrite)
     n_videos = videos if part == "A" else 1
@@ -446,7 +456,8 @@ def _part_c_au(aus: str, rng: np.random.Generator, *, allow_number: bool) -> str
 
 
 _TRUTH_FIELDS = ["subject", "video", "kind", "onset", "apex", "apex_end", "offset", "t_onset", "t_apex",
-                 "t_offset", "emotion", "objective_class", "aus", "amplitude_px", "channel"]
+                 "t_offset", "emotion", "objective_class", "aus", "amplitude_px", "channel", "overlap", "dynamics",
+                 "residual", "t_relaxed"]
 
 
 def _write_truth_csv(path: Path, rows: list[dict]) -> None:
@@ -454,4 +465,13 @@ def _write_truth_csv(path: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(fh, fieldnames=_TRUTH_FIELDS, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in _TRUTH_FIELDS})
+            writer.writerow({k: _cell(row.get(k)) for k in _TRUTH_FIELDS})
+
+
+def _cell(value) -> str | int | float:
+    """CSV cell: empty for None, ``+``-joined for lists (``speech+blink``; empty when none)."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "+".join(value)
+    return value

@@ -125,6 +125,35 @@ class SynthConfig:
         Spikes in the physiology at head jerks.
     electrode_drop : float
         Probability that a session contains one dropped-electrode segment.
+    me_overlap : float
+        Share of MEs placed during a distractor (a blink, speech, a head jerk, or beside or inside
+        a macro-expression, chosen with equal odds among the distractors whose rate is above zero);
+        the other MEs keep every distractor at least 0.15 s away. The default, 0.25, is for Part A,
+        where people watch clips in silence and try to keep a straight face: no speech, few head
+        jerks, and blinks (about 13 % of MEs by chance at these rates) plus nearby macro-expressions
+        make about one ME in four. In an interview (Part C) people talk and move while MEs happen:
+        independent placement at these rates meets about 40 %, so 0.5 is the interview setting.
+    me_apex_at : (float, float)
+        Range of the ME apex position as a fraction of its duration (onsets faster than offsets
+        below 0.5).
+    me_partial : float
+        Probability that an ME returns only part of the way to neutral by its offset and then
+        relaxes slowly (over 1-2.5 s) from there.
+    me_residual : (float, float)
+        Share of the apex left at the offset of such an ME.
+    me_two_phase : float
+        Probability that an ME has two peaks with a dip between them.
+    au_asymmetry : float
+        Probability that a two-sided AU moves one side less (the weaker side at 30-80 %).
+    noise_df : float
+        Degrees of freedom of the Student-t sensor noise (heavier tails than Gaussian; 0 means
+        Gaussian); its standard deviation stays ``noise_sigma``.
+    lighting_drift : float
+        Slow illumination drift: relative gain change (standard deviation) and, as strong, a
+        left-right gradient that wanders (a light source or the subject moving).
+    compression_quality : int
+        JPEG quality that every rendered colour frame goes through (camera or stream compression);
+        0 renders without it.
     """
 
     me_per_min: float = 3.0
@@ -154,6 +183,15 @@ class SynthConfig:
     spontaneous_scr_per_min: float = 1.5
     motion_artifacts: bool = True
     electrode_drop: float = 0.3
+    me_overlap: float = 0.25
+    me_apex_at: tuple[float, float] = (0.15, 0.6)
+    me_partial: float = 0.3
+    me_residual: tuple[float, float] = (0.1, 0.35)
+    me_two_phase: float = 0.15
+    au_asymmetry: float = 0.3
+    noise_df: float = 4.0
+    lighting_drift: float = 0.03
+    compression_quality: int = 80
 
     def __post_init__(self) -> None:
         for name in (
@@ -167,6 +205,7 @@ class SynthConfig:
             "depth_noise_mm",
             "physio_coupling",
             "spontaneous_scr_per_min",
+            "lighting_drift",
         ):
             value = getattr(self, name)
             if not value >= 0:
@@ -175,10 +214,19 @@ class SynthConfig:
             _check_range(name, getattr(self, name), low=1e-3)
         for name in ("me_amplitude", "mae_amplitude", "head_jerk_px", "speech_amplitude_px", "depth_range_mm"):
             _check_range(name, getattr(self, name))
-        for name in ("prototypical", "unilateral", "depth_holes", "electrode_drop"):
+        for name in ("me_apex_at", "me_residual"):
+            _check_range(name, getattr(self, name))
+            if getattr(self, name)[1] >= 1.0:
+                raise ValueError(f"{name} must lie within [0, 1), got {getattr(self, name)!r}")
+        for name in ("prototypical", "unilateral", "depth_holes", "electrode_drop", "me_overlap", "me_partial",
+                     "me_two_phase", "au_asymmetry"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value!r}")
+        if not (self.noise_df == 0 or self.noise_df > 2):
+            raise ValueError(f"noise_df must be 0 (Gaussian) or > 2 (finite variance), got {self.noise_df!r}")
+        if not 0 <= self.compression_quality <= 100:
+            raise ValueError(f"compression_quality must be within [0, 100], got {self.compression_quality!r}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be within [1, 100], got {self.jpeg_quality!r}")
         if not self.depth_distance_mm > 100:

@@ -122,15 +122,24 @@ def _assets(face: Face) -> _FaceAssets:
         return _ASSETS[face]
 
 
-def _noise_banks(w: int, h: int, sigma: float, hole_frac: float):
-    """Banks of precomputed noise (drawing fresh Gaussian noise per frame costs ~10 ms)."""
-    key = (w, h, sigma, hole_frac)
+def _noise_banks(w: int, h: int, sigma: float, hole_frac: float, df: float = 0.0):
+    """Banks of precomputed noise (drawing fresh noise per frame costs ~10 ms).
+
+    With ``df`` > 2 the colour noise is Student-t with that many degrees of freedom, scaled to
+    standard deviation ``sigma``: most pixels as quiet as Gaussian noise, a few far off.
+    """
+    key = (w, h, sigma, hole_frac, df)
     with _ASSETS_LOCK:
         if key not in _NOISE:
             rng = np.random.default_rng(12345)
             pos, neg, dnoise, holes = [], [], [], []
             for _ in range(_N_NOISE):
-                n = rng.normal(0, sigma, (h, w, 3)) if sigma > 0 else np.zeros((h, w, 3))
+                if sigma <= 0:
+                    n = np.zeros((h, w, 3))
+                elif df > 0:
+                    n = rng.standard_t(df, (h, w, 3)) * (sigma * np.sqrt((df - 2.0) / df))
+                else:
+                    n = rng.normal(0, sigma, (h, w, 3))
                 pos.append(np.clip(np.round(n), 0, 255).astype(np.uint8))
                 neg.append(np.clip(np.round(-n), 0, 255).astype(np.uint8))
                 # Depth noise is spatially correlated (stereo/structured-light matching works on
@@ -207,7 +216,9 @@ class SyntheticSession:
         self._assets = _assets(face)
         self._blink_px = self._assets.eye_open * _BLINK_TRAVEL
         w, h = face.size
-        self._banks = _noise_banks(w, h, config.noise_sigma, config.depth_holes)
+        self._banks = _noise_banks(w, h, config.noise_sigma, config.depth_holes, config.noise_df)
+        # Left-right illumination gradient: -1 at the left edge, +1 at the right.
+        self._ramp = np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :, None]
         self._frame_seeds = np.random.default_rng([seed, 7919]).integers(0, 2**31 - 1, size=(self.n_frames, 4))
         self.events = self._events()
 
@@ -283,6 +294,10 @@ class SyntheticSession:
             "objective_class": e.objective_class,
             "aus": e.au_text,
             "amplitude_px": round(e.amplitude * (self._blink_px if e.kind == "blink" else 1.0), 3),
+            "overlap": list(e.overlaps) if e.kind == "me" else None,
+            "dynamics": list(e.dynamics) if e.kind == "me" else None,
+            "residual": round(e.residual, 3) if e.kind == "me" else None,
+            "t_relaxed": round(e.end / self.fps, 4) if e.kind == "me" else None,
         }
 
     def _span_row(self, kind: str, s0: int, s1: int) -> dict:
@@ -389,7 +404,10 @@ class SyntheticSession:
         mx, my, _, _ = warped
         img = cv2.remap(self.face.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         gain = float(self.timeline.gain[position])
-        if gain != 1.0:
+        shade = float(self.timeline.shade[position])
+        if shade != 0.0:
+            img = np.clip(img * (gain + shade * self._ramp) + 0.5, 0, 255).astype(np.uint8)
+        elif gain != 1.0:
             img = cv2.convertScaleAbs(img, alpha=gain, beta=0.0)
         if self.config.noise_sigma > 0:
             pos, neg, _, _ = self._banks
@@ -397,6 +415,11 @@ class SyntheticSession:
             j = int(self._frame_seeds[position, 1] % _N_NOISE)
             cv2.add(img, pos[k], dst=img)
             cv2.subtract(img, neg[j], dst=img)
+        if self.config.compression_quality > 0:
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.config.compression_quality])
+            if not ok:
+                raise OSError(f"JPEG encoding failed for frame {position}")
+            img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
         return img
 
     def _depth(self, position: int, warped) -> np.ndarray:
@@ -425,7 +448,7 @@ class SyntheticSession:
         position = self._check(position)
         peak = 0.0
         for e in [*self.timeline.expressions, *self.timeline.blinks]:
-            if e.onset <= position <= e.offset:
+            if e.onset <= position <= e.end:
                 amp = e.amplitude * (self._blink_px if e.kind == "blink" else 1.0)
                 peak = max(peak, amp * float(e.profile()[position - e.onset]))
         return peak

@@ -11,18 +11,30 @@ import numpy as np
 from mmer.synth._aus import BLINK_AU
 from mmer.synth._config import EMOTION_AUS, EMOTIONS, SynthConfig, objective_class, parse_aus
 
-__all__ = ["Expression", "Timeline", "plan_timeline"]
+__all__ = ["ME_CLEARANCE_S", "OVERLAP_KINDS", "Expression", "Timeline", "plan_timeline"]
 
 log = logging.getLogger(__name__)
 
 _GAP_S = 0.4  # minimum quiet time between two expressions
 
 
+#: Distractors an ME can be placed during (``--me-overlap``); "mae" is beside or inside a macro.
+OVERLAP_KINDS: tuple[str, ...] = ("blink", "speech", "head_motion", "mae")
+#: How far distractors stay from an ME that is not meant to overlap one, and the reach within
+#: which a distractor counts as overlapping an ME in the ground truth.
+ME_CLEARANCE_S = 0.15
+_JERK_S = 0.3  # a head jerk's fast part (0.12 s ramp, then the start of its return)
+
+
 @dataclass
 class Expression:
     """One drawn event in frame positions (0-based), with its intensity profile.
 
-    ``apex`` starts the apex plateau and ``hold`` ends it (equal for MEs and blinks).
+    ``apex`` starts the apex plateau and ``hold`` ends it (equal for MEs and blinks). ``knots``
+    are ``(position, level)`` points joined by half-cosine segments, from ``(onset, 0)`` to
+    ``(offset, residual)``; a residual above zero relaxes to neutral over ``tail`` more frames.
+    ``overlaps`` lists the distractors within reach of an ME (``blink``, ``speech``,
+    ``head_motion``, ``mae_beside``, ``mae_inside``); ``dynamics`` names its shape.
     """
 
     kind: str  # "me", "mae", "blink"
@@ -35,19 +47,39 @@ class Expression:
     au_text: str = ""
     emotion: str | None = None
     objective_class: str | None = None
+    knots: list[tuple[int, float]] = field(default_factory=list)
+    tail: int = 0
+    dynamics: list[str] = field(default_factory=list)
+    overlaps: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.knots:
+            self.knots = [(self.onset, 0.0), (self.apex, 1.0), (self.hold, 1.0), (self.offset, 0.0)]
+
+    @property
+    def end(self) -> int:
+        """Last position the event moves the face (``offset`` plus the relaxation tail)."""
+        return self.offset + self.tail
+
+    @property
+    def residual(self) -> float:
+        """Share of the apex still held at the offset."""
+        return float(self.knots[-1][1])
 
     def profile(self) -> np.ndarray:
-        """Intensity 0..1 at positions ``onset..offset`` (zero at both ends, 1 over the apex)."""
-        n = self.offset - self.onset + 1
-        prof = np.ones(n)
-        rise = self.apex - self.onset
-        if rise > 0:
-            k = np.arange(rise + 1)
-            prof[: rise + 1] = 0.5 - 0.5 * np.cos(np.pi * k / rise)
-        fall = self.offset - self.hold
-        if fall > 0:
-            k = np.arange(fall + 1)
-            prof[self.hold - self.onset :] = 0.5 + 0.5 * np.cos(np.pi * k / fall)
+        """Intensity at positions ``onset..end``: zero at the onset, 1 at the apex, the residual
+        at the offset and zero again at ``end``."""
+        prof = np.zeros(self.end - self.onset + 1)
+        for (p0, v0), (p1, v1) in zip(self.knots, self.knots[1:]):
+            if p1 <= p0:
+                prof[p0 - self.onset] = v1
+                continue
+            k = np.arange(p1 - p0 + 1)
+            prof[p0 - self.onset : p1 - self.onset + 1] = v0 + (v1 - v0) * (0.5 - 0.5 * np.cos(np.pi * k / (p1 - p0)))
+        if self.tail > 0:
+            k = np.arange(1, self.tail + 1)
+            decay = np.exp(-3.0 * k / self.tail) * (1.0 - k / self.tail)
+            prof[self.offset - self.onset + 1 :] = self.residual * decay
         prof[0] = 0.0
         prof[-1] = 0.0
         return prof
@@ -60,7 +92,8 @@ class Timeline:
     ``weights`` is (n_frames, len(keys)) pixel amplitude of each ``(au, side)`` field per frame
     (for AU45, the fraction of the eye opening);
     ``head`` is (n_frames, 4): x and y shift in px, roll in degrees and depth shift in mm;
-    ``gain`` is the illumination gain per frame.
+    ``gain`` is the illumination gain per frame and ``shade`` the strength of a left-right
+    illumination gradient (relative gain at the frame's right edge minus one).
     """
 
     n_frames: int
@@ -73,6 +106,7 @@ class Timeline:
     weights: np.ndarray
     head: np.ndarray
     gain: np.ndarray
+    shade: np.ndarray
 
 
 def _draw_aus(rng: np.random.Generator, emotion: str, cfg: SynthConfig) -> str:
@@ -91,6 +125,78 @@ def _free(intervals: list[tuple[float, float]], a: float, b: float, gap: float) 
     return all(b + gap < s or a - gap > e for s, e in intervals)
 
 
+def _smooth_walk(rng: np.random.Generator, n: int, klen: int) -> np.ndarray:
+    """A smoothed random walk with zero mean and unit standard deviation."""
+    walk = np.cumsum(rng.normal(size=n))
+    klen = min(n, klen)
+    kernel = np.hanning(klen) if klen > 2 else np.ones(max(klen, 1))
+    kernel /= kernel.sum()
+    smooth = np.convolve(walk - walk.mean(), kernel, mode="same")
+    return smooth / (smooth.std() or 1.0)
+
+
+def _me_shape(rng: np.random.Generator, onset: int, offset: int, fps: float,
+              cfg: SynthConfig) -> tuple[int, list[tuple[int, float]], int, list[str]]:
+    """Apex, knots, tail and shape names of one ME: asymmetric, sometimes two-phase or partial."""
+    span = offset - onset
+    dynamics = []
+    residual = 0.0
+    if rng.random() < cfg.me_partial:
+        residual = float(rng.uniform(*cfg.me_residual))
+        dynamics.append("partial_return")
+    if span >= 6 and rng.random() < cfg.me_two_phase:
+        p1 = onset + int(round(span * rng.uniform(0.2, 0.32)))
+        p2 = onset + int(round(span * rng.uniform(0.62, 0.78)))
+        dip = (p1 + p2) // 2
+        second = float(rng.uniform(0.6, 0.9))
+        l1, l2 = (1.0, second) if rng.random() < 0.5 else (second, 1.0)
+        knots = [(onset, 0.0), (p1, l1), (dip, min(l1, l2) * float(rng.uniform(0.3, 0.6))), (p2, l2)]
+        apex = p1 if l1 == 1.0 else p2
+        dynamics.append("two_phase")
+    else:
+        apex = onset + max(1, min(span - 1, int(round(span * rng.uniform(*cfg.me_apex_at)))))
+        knots = [(onset, 0.0), (apex, 1.0)]
+    knots.append((offset, residual))
+    tail = int(round(rng.uniform(1.0, 2.5) * fps)) if residual > 0 else 0
+    return apex, knots, tail, dynamics
+
+
+def _weighted_aus(rng: np.random.Generator, au_text: str,
+                  cfg: SynthConfig) -> tuple[list[tuple[int, str, float]], bool]:
+    """Relative AU weights; with ``au_asymmetry``, a two-sided AU becomes two sides of unequal strength."""
+    aus = []
+    asymmetric = False
+    for au, side in parse_aus(au_text):
+        w = float(rng.uniform(0.6, 1.0))
+        if side == "" and rng.random() < cfg.au_asymmetry:
+            weak = float(rng.uniform(0.3, 0.8))
+            strong_left = rng.random() < 0.5
+            aus += [(au, "L", w * (1.0 if strong_left else weak)), (au, "R", w * (weak if strong_left else 1.0))]
+            asymmetric = True
+        else:
+            aus.append((au, side, w))
+    return aus, asymmetric
+
+
+def _overlaps(me: Expression, fps: float, macros: list[Expression], blinks: list[Expression],
+              speech: list[tuple[int, int]], jerks: list[int]) -> list[str]:
+    """Distractors within ``ME_CLEARANCE_S`` of an ME (the ground truth's ``overlap`` list)."""
+    reach = ME_CLEARANCE_S * fps
+    a, b = me.onset - reach, me.offset + reach
+    out = []
+    if any(x.onset <= b and x.offset >= a for x in blinks):
+        out.append("blink")
+    if any(s0 <= b and s1 >= a for s0, s1 in speech):
+        out.append("speech")
+    if any(j <= b and j + _JERK_S * fps >= a for j in jerks):
+        out.append("head_motion")
+    if any(m.onset <= me.onset and m.end >= me.offset for m in macros):
+        out.append("mae_inside")
+    elif any(m.onset <= me.offset + _GAP_S * fps and m.end >= me.onset - _GAP_S * fps for m in macros):
+        out.append("mae_beside")
+    return out
+
+
 def plan_timeline(
     rng: np.random.Generator,
     *,
@@ -105,7 +211,8 @@ def plan_timeline(
 
     ``peak(aus)`` gives the peak displacement of a weighted AU combination on the face at unit
     amplitude; weights are divided by it, so an expression's ``amplitude`` is its true apex
-    displacement even where AU fields overlap.
+    displacement even where AU fields overlap. A share ``cfg.me_overlap`` of the MEs is placed
+    during a distractor; every other distractor keeps ``ME_CLEARANCE_S`` away from every ME.
     """
     seconds = n_frames / fps
     px = height / 480.0
@@ -115,34 +222,31 @@ def plan_timeline(
 
     n_me = max(int(rng.poisson(cfg.me_per_min * seconds / 60.0)), min_me)
     n_mae = int(rng.poisson(cfg.mae_per_min * seconds / 60.0))
-    # MEs are placed first so that a crowded short video still gets its micro-expressions.
-    kinds = ["me"] * n_me + ["mae"] * n_mae
-    order = range(len(kinds))
+    # Only distractors the config draws at all can be placed on an ME.
+    rates = {"blink": 1.0, "speech": cfg.speech_per_min, "head_motion": cfg.head_jerk_per_min, "mae": cfg.mae_per_min}
+    usable = [k for k in OVERLAP_KINDS if rates[k] > 0]
+    planned = [usable[rng.integers(len(usable))] if rng.random() < cfg.me_overlap else None for _ in range(n_me)]
     margin = 0.3
     taken: list[tuple[float, float]] = []
     expressions: list[Expression] = []
-    for i in order:
-        kind = kinds[i]
-        lo, hi = cfg.me_duration if kind == "me" else cfg.mae_duration
-        dur = float(rng.uniform(lo, min(hi, max(lo, seconds - 2 * margin))))
-        placed = False
-        for _ in range(60):
-            if seconds - 2 * margin - dur <= 0:
-                break
-            t0 = float(rng.uniform(margin, seconds - margin - dur))
-            if _free(taken, t0, t0 + dur, _GAP_S):
-                placed = True
-                break
-        if not placed:
-            log.debug("no room for a %.2f s %s in a %.1f s video", dur, kind, seconds)
-            continue
-        taken.append((t0, t0 + dur))
-        onset = int(round(t0 * fps))
-        offset = max(onset + 2, int(round((t0 + dur) * fps)))
-        offset = min(offset, n_frames - 1)
+    wanted: list[tuple[Expression, str]] = []  # MEs still owed their blink, speech or head jerk
+
+    def frames(t: float) -> int:
+        return min(n_frames - 1, max(0, int(round(t * fps))))
+
+    def make(kind: str, t0: float, dur: float) -> Expression:
+        onset = frames(t0)
+        offset = min(max(onset + 2, frames(t0 + dur)), n_frames - 1)
         span = offset - onset
+        knots: list[tuple[int, float]] = []
+        tail = 0
+        dynamics: list[str] = []
         if kind == "me":
-            apex = onset + max(1, min(span - 1, int(round(span * rng.uniform(0.3, 0.6)))))
+            apex, knots, tail, dynamics = _me_shape(rng, onset, offset, fps, cfg)
+            tail = min(tail, n_frames - 1 - offset)
+            if tail == 0:
+                knots[-1] = (offset, 0.0)
+                dynamics = [d for d in dynamics if d != "partial_return"]
             hold = apex
             amp = float(rng.uniform(*cfg.me_amplitude)) * px
         else:
@@ -151,39 +255,136 @@ def plan_timeline(
             amp = float(rng.uniform(*cfg.mae_amplitude)) * px
         emotion = emotions[rng.choice(len(emotions), p=probs)]
         au_text = _draw_aus(rng, emotion, cfg)
-        aus = [(au, side, float(rng.uniform(0.6, 1.0))) for au, side in parse_aus(au_text)]
+        aus, asymmetric = _weighted_aus(rng, au_text, cfg)
+        if asymmetric:
+            dynamics.append("asymmetric_aus")
         top = max(w for _, _, w in aus)
         aus = [(au, side, w / top) for au, side, w in aus]
         scale = peak(aus) if peak is not None else 1.0
         aus = [(au, side, w / scale) for au, side, w in aus]  # combined apex motion = amplitude
-        expressions.append(
-            Expression(kind, onset, apex, hold, offset, amp, aus, au_text, emotion, objective_class(au_text))
-        )
+        e = Expression(kind, onset, apex, hold, offset, amp, aus, au_text, emotion, objective_class(au_text),
+                       knots=knots, tail=tail, dynamics=dynamics)
+        expressions.append(e)
+        return e
+
+    def duration(kind: str, room: float) -> float:
+        lo, hi = cfg.me_duration if kind == "me" else cfg.mae_duration
+        return float(rng.uniform(lo, min(hi, max(lo, room))))
+
+    room = seconds - 2 * margin
+    # MEs are placed first so that a crowded short video still gets its micro-expressions; an ME
+    # beside or inside a macro-expression is placed together with it, as one block.
+    for want in planned:
+        dur = duration("me", room)
+        mae_dur = duration("mae", room) if want == "mae" else 0.0
+        inside = want == "mae" and rng.random() < 0.5 and mae_dur >= dur + 0.6
+        gap, before = float(rng.uniform(0.0, 0.25)), rng.random() < 0.5  # beside: the macro comes first
+        block = mae_dur if inside else dur + (gap + mae_dur if want == "mae" else 0.0)
+        placed = False
+        for _ in range(60):
+            if room - block <= 0:
+                break
+            t0 = float(rng.uniform(margin, seconds - margin - block))
+            if _free(taken, t0, t0 + block, _GAP_S):
+                placed = True
+                break
+        if not placed:
+            log.debug("no room for a %.2f s ME block in a %.1f s video", block, seconds)
+            continue
+        if inside:
+            make("mae", t0, mae_dur)
+            me = make("me", float(rng.uniform(t0 + 0.3, t0 + mae_dur - 0.3 - dur)), dur)
+        elif want == "mae":
+            t_me, t_mae = (t0 + mae_dur + gap, t0) if before else (t0, t0 + dur + gap)
+            make("mae", t_mae, mae_dur)
+            me = make("me", t_me, dur)
+        else:
+            me = make("me", t0, dur)
+        end = max(e.end for e in expressions[-2 if want == "mae" else -1 :]) / fps
+        taken.append((t0, max(t0 + block, end)))
+        if want is not None and want != "mae":
+            wanted.append((me, want))
+    for _ in range(max(0, n_mae - planned.count("mae"))):
+        dur = duration("mae", room)
+        for _ in range(60):
+            if room - dur <= 0:
+                break
+            t0 = float(rng.uniform(margin, seconds - margin - dur))
+            if _free(taken, t0, t0 + dur, _GAP_S):
+                taken.append((t0, t0 + dur))
+                make("mae", t0, dur)
+                break
+        else:
+            log.debug("no room for a %.2f s macro-expression in a %.1f s video", dur, seconds)
     expressions.sort(key=lambda e: e.onset)
-    me_windows = [(e.onset / fps - 0.15, e.offset / fps + 0.15) for e in expressions if e.kind == "me"]
+    mes = [e for e in expressions if e.kind == "me"]
+    me_windows = [(e.onset / fps - ME_CLEARANCE_S, e.offset / fps + ME_CLEARANCE_S) for e in mes]
+
+    def clear_of_others(me: Expression, a: float, b: float, gap: float = 0.0) -> bool:
+        return _free([w for e, w in zip(mes, me_windows) if e is not me], a, b, gap)
 
     blinks: list[Expression] = []
+
+    def add_blink(t: float, dur: float) -> None:
+        onset = frames(t)
+        offset = min(max(onset + 2, frames(t + dur)), n_frames - 1)
+        apex = (onset + offset) // 2
+        blinks.append(Expression("blink", onset, apex, apex, offset, 1.0, [(BLINK_AU, "", 1.0)], "45"))
+
     t = float(rng.uniform(0.3, cfg.blink_interval[1] / 2))
     while True:
         dur = float(rng.uniform(*cfg.blink_duration))
         if t + dur >= seconds - 0.1:
             break
         if _free(me_windows, t, t + dur, 0.0):
-            onset = int(round(t * fps))
-            offset = max(onset + 2, int(round((t + dur) * fps)))
-            apex = (onset + offset) // 2
-            blinks.append(Expression("blink", onset, apex, apex, offset, 1.0, [(BLINK_AU, "", 1.0)], "45"))
+            add_blink(t, dur)
         t += dur + float(rng.uniform(*cfg.blink_interval))
 
     speech: list[tuple[int, int, float, float]] = []
+
+    def add_speech(t0: float, dur: float) -> None:
+        s0, s1 = int(t0 * fps), min(n_frames, int((t0 + dur) * fps))
+        speech.append((s0, s1, float(rng.uniform(3.0, 6.0)), float(rng.uniform(*cfg.speech_amplitude_px)) * px))
+
     for _ in range(int(rng.poisson(cfg.speech_per_min * seconds / 60.0))):
         dur = float(rng.uniform(1.0, 3.0))
         if seconds <= dur + 0.2:
             break
         t0 = float(rng.uniform(0.1, seconds - dur - 0.1))
         if _free(me_windows, t0, t0 + dur, 0.0):
-            s0, s1 = int(t0 * fps), int((t0 + dur) * fps)
-            speech.append((s0, s1, float(rng.uniform(3.0, 6.0)), float(rng.uniform(*cfg.speech_amplitude_px)) * px))
+            add_speech(t0, dur)
+
+    jerk_starts: list[float] = []
+    for _ in range(int(rng.poisson(cfg.head_jerk_per_min * seconds / 60.0))):
+        t0 = float(rng.uniform(0.2, max(0.3, seconds - 0.5)))
+        if _free(me_windows, t0, t0 + _JERK_S, 0.1):
+            jerk_starts.append(t0)
+
+    # The distractors owed to overlapping MEs: each lies on its ME and clear of every other ME.
+    for me, want in wanted:
+        on, ap, off = me.onset / fps, me.apex / fps, me.offset / fps
+        for _ in range(30):
+            if want == "blink":
+                dur = float(rng.uniform(*cfg.blink_duration))
+                t0 = float(rng.uniform(on - 0.1, ap))
+                if t0 > 0 and t0 + dur < seconds - 0.05 and clear_of_others(me, t0, t0 + dur):
+                    add_blink(t0, dur)
+                    break
+            elif want == "speech":
+                dur = min(float(rng.uniform(1.0, 3.0)), seconds)
+                t0 = min(max(float(rng.uniform(off + 0.1 - dur, on - 0.1)), 0.0), seconds - dur)
+                if clear_of_others(me, t0, t0 + dur):
+                    add_speech(t0, dur)
+                    break
+            else:
+                t0 = float(rng.uniform(max(0.05, on - 0.2), max(0.05, ap)))
+                if clear_of_others(me, t0, t0 + _JERK_S, 0.1):
+                    jerk_starts.append(t0)
+                    break
+        else:
+            log.debug("no room for the %s owed to the ME at %.2f s", want, on)
+    blinks.sort(key=lambda e: e.onset)
+    speech.sort()
 
     index: dict[tuple[int, str], int] = {}
     for e in [*expressions, *blinks]:
@@ -199,7 +400,7 @@ def plan_timeline(
         for au, side, w in e.aus:
             # Blinks carry a fraction of the eye opening; the renderer converts it to pixels.
             amp = e.amplitude * w
-            weights[e.onset : e.offset + 1, index[(au, side)]] += (amp * prof).astype(np.float32)
+            weights[e.onset : e.end + 1, index[(au, side)]] += (amp * prof).astype(np.float32)
     for s0, s1, freq, amp in speech:
         k = np.arange(s1 - s0)
         env = np.sin(np.pi * k / max(len(k) - 1, 1)) ** 2
@@ -211,18 +412,9 @@ def plan_timeline(
     tt = np.arange(n_frames) / fps
     if cfg.head_drift_px > 0 and n_frames > 1:
         for col, scale in ((0, 1.0), (1, 0.7), (2, 0.25), (3, 4.0)):
-            walk = np.cumsum(rng.normal(size=n_frames))
-            klen = min(n_frames, int(fps * 3))
-            kernel = np.hanning(klen) if klen > 2 else np.ones(max(klen, 1))
-            kernel /= kernel.sum()
-            smooth = np.convolve(walk - walk.mean(), kernel, mode="same")
-            sd = smooth.std() or 1.0
-            head[:, col] += smooth / sd * cfg.head_drift_px * px * scale
+            head[:, col] += _smooth_walk(rng, n_frames, int(fps * 3)) * cfg.head_drift_px * px * scale
     jerks: list[int] = []
-    for _ in range(int(rng.poisson(cfg.head_jerk_per_min * seconds / 60.0))):
-        t0 = float(rng.uniform(0.2, max(0.3, seconds - 0.5)))
-        if not _free(me_windows, t0, t0 + 0.3, 0.1):
-            continue
+    for t0 in sorted(jerk_starts):
         size = float(rng.uniform(*cfg.head_jerk_px)) * px
         angle = float(rng.uniform(0, 2 * np.pi))
         ramp = np.clip((tt - t0) / 0.12, 0, 1)
@@ -232,22 +424,31 @@ def plan_timeline(
         head[:, 1] += size * np.sin(angle) * step * back
         head[:, 2] += float(rng.normal(0, 0.8)) * step * back
         jerks.append(int(round(t0 * fps)))
-    jerks.sort()
 
     phase = float(rng.uniform(0, 2 * np.pi))
     slow = float(rng.uniform(0.2, 0.8))
     gain = 1.0 + cfg.flicker * (
         0.6 * np.sin(2 * np.pi * slow * tt + phase) + 0.4 * np.sin(2 * np.pi * 10.0 * tt + phase * 3)
     )
+    shade = np.zeros(n_frames)
+    if cfg.lighting_drift > 0 and n_frames > 1:
+        # Drifts over tens of seconds: a cloud, a lamp warming up, the subject leaning to a window.
+        gain = gain + cfg.lighting_drift * _smooth_walk(rng, n_frames, int(fps * 10))
+        shade = cfg.lighting_drift * _smooth_walk(rng, n_frames, int(fps * 10))
+    speech_spans = [(s0, s1) for s0, s1, _, _ in speech]
+    macros = [e for e in expressions if e.kind == "mae"]
+    for me in mes:
+        me.overlaps = _overlaps(me, fps, macros, blinks, speech_spans, jerks)
     return Timeline(
         n_frames=n_frames,
         fps=fps,
         expressions=expressions,
         blinks=blinks,
-        speech=[(s0, s1) for s0, s1, _, _ in speech],
+        speech=speech_spans,
         jerks=jerks,
         keys=keys,
         weights=weights,
         head=head,
         gain=gain,
+        shade=shade,
     )
