@@ -558,7 +558,7 @@ def generate_session(
         raise ValueError(f"{seconds} s at {fps} fps is fewer than 2 frames")
     rng = np.random.default_rng([seed, 1])
     timeline = plan_timeline(rng, n_frames=n_frames, fps=fps, height=face.size[1], cfg=config, min_me=min_me,
-                             peak=_assets(face).combined_peak)
+                             peak=_assets(face).combined_peak, extra=np.random.default_rng([seed, 3]))
     events = [
         {"t": e.onset / fps, "kind": e.kind, "emotion": e.emotion} for e in timeline.expressions
     ]

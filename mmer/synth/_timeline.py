@@ -135,9 +135,9 @@ def _smooth_walk(rng: np.random.Generator, n: int, klen: int) -> np.ndarray:
     return smooth / (smooth.std() or 1.0)
 
 
-def _me_shape(rng: np.random.Generator, onset: int, offset: int, fps: float,
+def _me_shape(rng: np.random.Generator, onset: int, apex: int, offset: int, fps: float,
               cfg: SynthConfig) -> tuple[int, list[tuple[int, float]], int, list[str]]:
-    """Apex, knots, tail and shape names of one ME: asymmetric, sometimes two-phase or partial."""
+    """Apex, knots, tail and shape names of one ME: sometimes two-phase, sometimes a partial return."""
     span = offset - onset
     dynamics = []
     residual = 0.0
@@ -154,28 +154,26 @@ def _me_shape(rng: np.random.Generator, onset: int, offset: int, fps: float,
         apex = p1 if l1 == 1.0 else p2
         dynamics.append("two_phase")
     else:
-        apex = onset + max(1, min(span - 1, int(round(span * rng.uniform(*cfg.me_apex_at)))))
         knots = [(onset, 0.0), (apex, 1.0)]
     knots.append((offset, residual))
     tail = int(round(rng.uniform(1.0, 2.5) * fps)) if residual > 0 else 0
     return apex, knots, tail, dynamics
 
 
-def _weighted_aus(rng: np.random.Generator, au_text: str,
-                  cfg: SynthConfig) -> tuple[list[tuple[int, str, float]], bool]:
-    """Relative AU weights; with ``au_asymmetry``, a two-sided AU becomes two sides of unequal strength."""
+def _weighted_aus(rng: np.random.Generator, extra: np.random.Generator, au_text: str,
+                  cfg: SynthConfig) -> list[tuple[int, str, float]]:
+    """Relative AU weights (``rng``); with ``au_asymmetry`` (``extra``), a two-sided AU becomes two
+    sides of unequal strength."""
     aus = []
-    asymmetric = False
     for au, side in parse_aus(au_text):
         w = float(rng.uniform(0.6, 1.0))
-        if side == "" and rng.random() < cfg.au_asymmetry:
-            weak = float(rng.uniform(0.3, 0.8))
-            strong_left = rng.random() < 0.5
+        if side == "" and extra.random() < cfg.au_asymmetry:
+            weak = float(extra.uniform(0.3, 0.8))
+            strong_left = extra.random() < 0.5
             aus += [(au, "L", w * (1.0 if strong_left else weak)), (au, "R", w * (weak if strong_left else 1.0))]
-            asymmetric = True
         else:
             aus.append((au, side, w))
-    return aus, asymmetric
+    return aus
 
 
 def _overlaps(me: Expression, fps: float, macros: list[Expression], blinks: list[Expression],
@@ -204,15 +202,20 @@ def plan_timeline(
     fps: float,
     height: int,
     cfg: SynthConfig,
+    extra: np.random.Generator,
     min_me: int = 0,
     peak: Callable[[list[tuple[int, str, float]]], float] | None = None,
 ) -> Timeline:
-    """Draw one video's events and distractors (deterministic for a given ``rng`` state).
+    """Draw one video's events and distractors (deterministic for given ``rng`` and ``extra`` states).
 
     ``peak(aus)`` gives the peak displacement of a weighted AU combination on the face at unit
     amplitude; weights are divided by it, so an expression's ``amplitude`` is its true apex
     displacement even where AU fields overlap. A share ``cfg.me_overlap`` of the MEs is placed
     during a distractor; every other distractor keeps ``ME_CLEARANCE_S`` away from every ME.
+
+    ``rng`` makes the draws the generator has always made, in the same order; ``extra`` makes those
+    of the overlaps, ME shapes, AU asymmetry and lighting drift. So an old seed still places its
+    events where it did, as long as no macro-expression placed beside an ME takes their room.
     """
     seconds = n_frames / fps
     px = height / 480.0
@@ -225,103 +228,91 @@ def plan_timeline(
     # Only distractors the config draws at all can be placed on an ME.
     rates = {"blink": 1.0, "speech": cfg.speech_per_min, "head_motion": cfg.head_jerk_per_min, "mae": cfg.mae_per_min}
     usable = [k for k in OVERLAP_KINDS if rates[k] > 0]
-    planned = [usable[rng.integers(len(usable))] if rng.random() < cfg.me_overlap else None for _ in range(n_me)]
+    planned = [usable[extra.integers(len(usable))] if extra.random() < cfg.me_overlap else None for _ in range(n_me)]
     margin = 0.3
     taken: list[tuple[float, float]] = []
     expressions: list[Expression] = []
-    wanted: list[tuple[Expression, str]] = []  # MEs still owed their blink, speech or head jerk
+    owed: list[tuple[Expression, str]] = []  # MEs still owed their blink, speech or head jerk
 
     def frames(t: float) -> int:
         return min(n_frames - 1, max(0, int(round(t * fps))))
 
-    def make(kind: str, t0: float, dur: float) -> Expression:
+    def make(kind: str, t0: float, dur: float, r: np.random.Generator) -> Expression:
+        """One expression at ``t0``; ``r`` draws what the old generator drew, ``extra`` the rest."""
         onset = frames(t0)
         offset = min(max(onset + 2, frames(t0 + dur)), n_frames - 1)
         span = offset - onset
-        knots: list[tuple[int, float]] = []
-        tail = 0
-        dynamics: list[str] = []
         if kind == "me":
-            apex, knots, tail, dynamics = _me_shape(rng, onset, offset, fps, cfg)
-            tail = min(tail, n_frames - 1 - offset)
-            if tail == 0:
-                knots[-1] = (offset, 0.0)
-                dynamics = [d for d in dynamics if d != "partial_return"]
+            apex = onset + max(1, min(span - 1, int(round(span * r.uniform(*cfg.me_apex_at)))))
             hold = apex
-            amp = float(rng.uniform(*cfg.me_amplitude)) * px
+            amp = float(r.uniform(*cfg.me_amplitude)) * px
         else:
-            apex = onset + max(1, int(round(span * rng.uniform(0.2, 0.4))))
-            hold = min(offset - 1, max(apex, onset + int(round(span * rng.uniform(0.5, 0.7)))))
-            amp = float(rng.uniform(*cfg.mae_amplitude)) * px
-        emotion = emotions[rng.choice(len(emotions), p=probs)]
-        au_text = _draw_aus(rng, emotion, cfg)
-        aus, asymmetric = _weighted_aus(rng, au_text, cfg)
-        if asymmetric:
-            dynamics.append("asymmetric_aus")
+            apex = onset + max(1, int(round(span * r.uniform(0.2, 0.4))))
+            hold = min(offset - 1, max(apex, onset + int(round(span * r.uniform(0.5, 0.7)))))
+            amp = float(r.uniform(*cfg.mae_amplitude)) * px
+        emotion = emotions[r.choice(len(emotions), p=probs)]
+        au_text = _draw_aus(r, emotion, cfg)
+        aus = _weighted_aus(r, extra, au_text, cfg)
+        dynamics = ["asymmetric_aus"] if len({au for au, _, _ in aus}) < len(aus) else []
         top = max(w for _, _, w in aus)
         aus = [(au, side, w / top) for au, side, w in aus]
         scale = peak(aus) if peak is not None else 1.0
         aus = [(au, side, w / scale) for au, side, w in aus]  # combined apex motion = amplitude
         e = Expression(kind, onset, apex, hold, offset, amp, aus, au_text, emotion, objective_class(au_text),
-                       knots=knots, tail=tail, dynamics=dynamics)
+                       dynamics=dynamics)
+        if kind == "me":
+            apex, knots, tail, shape = _me_shape(extra, onset, apex, offset, fps, cfg)
+            tail = min(tail, n_frames - 1 - offset)
+            if tail == 0:
+                knots[-1] = (offset, 0.0)
+                shape = [d for d in shape if d != "partial_return"]
+            e.apex = e.hold = apex
+            e.knots, e.tail, e.dynamics = knots, tail, shape + dynamics
         expressions.append(e)
         return e
 
-    def duration(kind: str, room: float) -> float:
-        lo, hi = cfg.me_duration if kind == "me" else cfg.mae_duration
-        return float(rng.uniform(lo, min(hi, max(lo, room))))
+    def beside_or_inside(me_t0: float, me_dur: float) -> None:
+        """A macro-expression around or right beside an ME, where it finds room (drawn by ``extra``)."""
+        lo, hi = cfg.mae_duration
+        for _ in range(20):
+            dur = float(extra.uniform(lo, min(hi, max(lo, seconds - 2 * margin))))
+            if extra.random() < 0.5 and dur >= me_dur + 0.6:
+                t0 = me_t0 - float(extra.uniform(0.3, dur - me_dur - 0.3))
+            elif extra.random() < 0.5:
+                t0 = me_t0 - dur - float(extra.uniform(0.0, 0.25))
+            else:
+                t0 = me_t0 + me_dur + float(extra.uniform(0.0, 0.25))
+            if margin <= t0 and t0 + dur <= seconds - margin and _free(taken[:-1], t0, t0 + dur, _GAP_S):
+                taken.append((t0, t0 + dur))
+                make("mae", t0, dur, extra)
+                return
+        log.debug("no room for a macro-expression beside the ME at %.2f s", me_t0)
 
-    room = seconds - 2 * margin
-    # MEs are placed first so that a crowded short video still gets its micro-expressions; an ME
-    # beside or inside a macro-expression is placed together with it, as one block.
-    for want in planned:
-        dur = duration("me", room)
-        mae_dur = duration("mae", room) if want == "mae" else 0.0
-        inside = want == "mae" and rng.random() < 0.5 and mae_dur >= dur + 0.6
-        gap, before = float(rng.uniform(0.0, 0.25)), rng.random() < 0.5  # beside: the macro comes first
-        block = mae_dur if inside else dur + (gap + mae_dur if want == "mae" else 0.0)
+    # MEs are placed first so that a crowded short video still gets its micro-expressions.
+    kinds = ["me"] * n_me + ["mae"] * n_mae
+    for i, kind in enumerate(kinds):
+        lo, hi = cfg.me_duration if kind == "me" else cfg.mae_duration
+        dur = float(rng.uniform(lo, min(hi, max(lo, seconds - 2 * margin))))
         placed = False
         for _ in range(60):
-            if room - block <= 0:
-                break
-            t0 = float(rng.uniform(margin, seconds - margin - block))
-            if _free(taken, t0, t0 + block, _GAP_S):
-                placed = True
-                break
-        if not placed:
-            log.debug("no room for a %.2f s ME block in a %.1f s video", block, seconds)
-            continue
-        if inside:
-            make("mae", t0, mae_dur)
-            me = make("me", float(rng.uniform(t0 + 0.3, t0 + mae_dur - 0.3 - dur)), dur)
-        elif want == "mae":
-            t_me, t_mae = (t0 + mae_dur + gap, t0) if before else (t0, t0 + dur + gap)
-            make("mae", t_mae, mae_dur)
-            me = make("me", t_me, dur)
-        else:
-            me = make("me", t0, dur)
-        end = max(e.end for e in expressions[-2 if want == "mae" else -1 :]) / fps
-        taken.append((t0, max(t0 + block, end)))
-        if want is not None and want != "mae":
-            wanted.append((me, want))
-    for _ in range(max(0, n_mae - planned.count("mae"))):
-        dur = duration("mae", room)
-        for _ in range(60):
-            if room - dur <= 0:
+            if seconds - 2 * margin - dur <= 0:
                 break
             t0 = float(rng.uniform(margin, seconds - margin - dur))
             if _free(taken, t0, t0 + dur, _GAP_S):
-                taken.append((t0, t0 + dur))
-                make("mae", t0, dur)
+                placed = True
                 break
-        else:
-            log.debug("no room for a %.2f s macro-expression in a %.1f s video", dur, seconds)
+        if not placed:
+            log.debug("no room for a %.2f s %s in a %.1f s video", dur, kind, seconds)
+            continue
+        taken.append((t0, t0 + dur))
+        e = make(kind, t0, dur, rng)
+        if kind == "me" and planned[i] == "mae":
+            beside_or_inside(t0, dur)
+        elif kind == "me" and planned[i] is not None:
+            owed.append((e, planned[i]))
     expressions.sort(key=lambda e: e.onset)
     mes = [e for e in expressions if e.kind == "me"]
     me_windows = [(e.onset / fps - ME_CLEARANCE_S, e.offset / fps + ME_CLEARANCE_S) for e in mes]
-
-    def clear_of_others(me: Expression, a: float, b: float, gap: float = 0.0) -> bool:
-        return _free([w for e, w in zip(mes, me_windows) if e is not me], a, b, gap)
 
     blinks: list[Expression] = []
 
@@ -342,9 +333,9 @@ def plan_timeline(
 
     speech: list[tuple[int, int, float, float]] = []
 
-    def add_speech(t0: float, dur: float) -> None:
+    def add_speech(t0: float, dur: float, r: np.random.Generator) -> None:
         s0, s1 = int(t0 * fps), min(n_frames, int((t0 + dur) * fps))
-        speech.append((s0, s1, float(rng.uniform(3.0, 6.0)), float(rng.uniform(*cfg.speech_amplitude_px)) * px))
+        speech.append((s0, s1, float(r.uniform(3.0, 6.0)), float(r.uniform(*cfg.speech_amplitude_px)) * px))
 
     for _ in range(int(rng.poisson(cfg.speech_per_min * seconds / 60.0))):
         dur = float(rng.uniform(1.0, 3.0))
@@ -352,39 +343,64 @@ def plan_timeline(
             break
         t0 = float(rng.uniform(0.1, seconds - dur - 0.1))
         if _free(me_windows, t0, t0 + dur, 0.0):
-            add_speech(t0, dur)
+            add_speech(t0, dur, rng)
 
-    jerk_starts: list[float] = []
+    head = np.zeros((n_frames, 4), np.float64)
+    tt = np.arange(n_frames) / fps
+    if cfg.head_drift_px > 0 and n_frames > 1:
+        for col, scale in ((0, 1.0), (1, 0.7), (2, 0.25), (3, 4.0)):
+            head[:, col] += _smooth_walk(rng, n_frames, int(fps * 3)) * cfg.head_drift_px * px * scale
+    jerks: list[int] = []
+
+    def add_jerk(t0: float, r: np.random.Generator) -> None:
+        size = float(r.uniform(*cfg.head_jerk_px)) * px
+        angle = float(r.uniform(0, 2 * np.pi))
+        ramp = np.clip((tt - t0) / 0.12, 0, 1)
+        back = np.exp(-np.clip(tt - t0 - 0.12, 0, None) / float(r.uniform(0.8, 2.5)))
+        step = 0.5 - 0.5 * np.cos(np.pi * ramp)
+        head[:, 0] += size * np.cos(angle) * step * back
+        head[:, 1] += size * np.sin(angle) * step * back
+        head[:, 2] += float(r.normal(0, 0.8)) * step * back
+        jerks.append(int(round(t0 * fps)))
+
     for _ in range(int(rng.poisson(cfg.head_jerk_per_min * seconds / 60.0))):
         t0 = float(rng.uniform(0.2, max(0.3, seconds - 0.5)))
         if _free(me_windows, t0, t0 + _JERK_S, 0.1):
-            jerk_starts.append(t0)
+            add_jerk(t0, rng)
+
+    phase = float(rng.uniform(0, 2 * np.pi))
+    slow = float(rng.uniform(0.2, 0.8))
+    gain = 1.0 + cfg.flicker * (
+        0.6 * np.sin(2 * np.pi * slow * tt + phase) + 0.4 * np.sin(2 * np.pi * 10.0 * tt + phase * 3)
+    )
 
     # The distractors owed to overlapping MEs: each lies on its ME and clear of every other ME.
-    for me, want in wanted:
+    for me, want in owed:
         on, ap, off = me.onset / fps, me.apex / fps, me.offset / fps
+        others = [w for e, w in zip(mes, me_windows) if e is not me]
         for _ in range(30):
             if want == "blink":
-                dur = float(rng.uniform(*cfg.blink_duration))
-                t0 = float(rng.uniform(on - 0.1, ap))
-                if t0 > 0 and t0 + dur < seconds - 0.05 and clear_of_others(me, t0, t0 + dur):
+                dur = float(extra.uniform(*cfg.blink_duration))
+                t0 = float(extra.uniform(on - 0.1, ap))
+                if t0 > 0 and t0 + dur < seconds - 0.05 and _free(others, t0, t0 + dur, 0.0):
                     add_blink(t0, dur)
                     break
             elif want == "speech":
-                dur = min(float(rng.uniform(1.0, 3.0)), seconds)
-                t0 = min(max(float(rng.uniform(off + 0.1 - dur, on - 0.1)), 0.0), seconds - dur)
-                if clear_of_others(me, t0, t0 + dur):
-                    add_speech(t0, dur)
+                dur = min(float(extra.uniform(1.0, 3.0)), seconds)
+                t0 = min(max(float(extra.uniform(off + 0.1 - dur, on - 0.1)), 0.0), seconds - dur)
+                if _free(others, t0, t0 + dur, 0.0):
+                    add_speech(t0, dur, extra)
                     break
             else:
-                t0 = float(rng.uniform(max(0.05, on - 0.2), max(0.05, ap)))
-                if clear_of_others(me, t0, t0 + _JERK_S, 0.1):
-                    jerk_starts.append(t0)
+                t0 = float(extra.uniform(max(0.05, on - 0.2), max(0.05, ap)))
+                if _free(others, t0, t0 + _JERK_S, 0.1):
+                    add_jerk(t0, extra)
                     break
         else:
             log.debug("no room for the %s owed to the ME at %.2f s", want, on)
     blinks.sort(key=lambda e: e.onset)
     speech.sort()
+    jerks.sort()
 
     index: dict[tuple[int, str], int] = {}
     for e in [*expressions, *blinks]:
@@ -408,33 +424,11 @@ def plan_timeline(
         weights[s0:s1, index[(25, "")]] += (amp * env * osc).astype(np.float32)
         weights[s0:s1, index[(26, "")]] += (0.6 * amp * env * osc).astype(np.float32)
 
-    head = np.zeros((n_frames, 4), np.float64)
-    tt = np.arange(n_frames) / fps
-    if cfg.head_drift_px > 0 and n_frames > 1:
-        for col, scale in ((0, 1.0), (1, 0.7), (2, 0.25), (3, 4.0)):
-            head[:, col] += _smooth_walk(rng, n_frames, int(fps * 3)) * cfg.head_drift_px * px * scale
-    jerks: list[int] = []
-    for t0 in sorted(jerk_starts):
-        size = float(rng.uniform(*cfg.head_jerk_px)) * px
-        angle = float(rng.uniform(0, 2 * np.pi))
-        ramp = np.clip((tt - t0) / 0.12, 0, 1)
-        back = np.exp(-np.clip(tt - t0 - 0.12, 0, None) / float(rng.uniform(0.8, 2.5)))
-        step = 0.5 - 0.5 * np.cos(np.pi * ramp)
-        head[:, 0] += size * np.cos(angle) * step * back
-        head[:, 1] += size * np.sin(angle) * step * back
-        head[:, 2] += float(rng.normal(0, 0.8)) * step * back
-        jerks.append(int(round(t0 * fps)))
-
-    phase = float(rng.uniform(0, 2 * np.pi))
-    slow = float(rng.uniform(0.2, 0.8))
-    gain = 1.0 + cfg.flicker * (
-        0.6 * np.sin(2 * np.pi * slow * tt + phase) + 0.4 * np.sin(2 * np.pi * 10.0 * tt + phase * 3)
-    )
     shade = np.zeros(n_frames)
     if cfg.lighting_drift > 0 and n_frames > 1:
         # Drifts over tens of seconds: a cloud, a lamp warming up, the subject leaning to a window.
-        gain = gain + cfg.lighting_drift * _smooth_walk(rng, n_frames, int(fps * 10))
-        shade = cfg.lighting_drift * _smooth_walk(rng, n_frames, int(fps * 10))
+        gain = gain + cfg.lighting_drift * _smooth_walk(extra, n_frames, int(fps * 10))
+        shade = cfg.lighting_drift * _smooth_walk(extra, n_frames, int(fps * 10))
     speech_spans = [(s0, s1) for s0, s1, _, _ in speech]
     macros = [e for e in expressions if e.kind == "mae"]
     for me in mes:
