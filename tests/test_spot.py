@@ -176,15 +176,19 @@ def test_spot_and_evaluate_a_synthetic_casme3_set(faces_dir, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_bench_spot_reports_the_contract_keys(faces_dir):
+def test_bench_spot_reports_the_contract_keys():
     import argparse
 
     from mmer.bench import spot as bench_spot
 
     parser = argparse.ArgumentParser()
     bench_spot.add_arguments(parser)
-    args = parser.parse_args(["--sessions", "1", "--seconds", "3", "--tvl1-pairs", "1", "--faces-dir", str(faces_dir)])
+    args = parser.parse_args(["--set", "dev", "--sessions", "1", "--seconds", "3", "--tvl1-pairs", "1", "--rule-cost"])
     result = bench_spot.run(args)
+    assert result["set"] == "dev" and result["frozen"] is False
+    rule_cost = result["rule_cost"]
+    assert set(rule_cost) == {"head_motion", "speech", "ramp", "oscillation", "blink"}
+    assert {"me_recall_on", "me_recall_off", "tp_lost", "fp_removed", "earns_more_than_it_costs"} <= set(rule_cost["speech"])
     assert set(result["f1"]) == {"me", "mae", "overall"}
     assert {"total", "face", "align", "flow", "signal", "peaks"} <= set(result["ms_per_frame"])
     assert result["frames"] == 90
@@ -193,8 +197,12 @@ def test_bench_spot_reports_the_contract_keys(faces_dir):
     assert set(delay) == {"me", "mae"}
     assert {"n", "at_flush", "frames_p50", "frames_p95", "ms_p50", "ms_p95"} <= set(delay["me"])
     assert sum(d["n"] + d["at_flush"] for d in delay.values()) == result["sessions"][0]["candidates"]
-    with pytest.raises(ValueError, match="seeds must be >= 1000"):
-        bench_spot.run(parser.parse_args(["--seed", "5"]))
+    with pytest.raises(ValueError, match="development seeds"):
+        bench_spot.run(parser.parse_args(["--set", "dev", "--seed", str(bench_spot.FROZEN_SEED)]))
+    with pytest.raises(ValueError, match="frozen set"):
+        bench_spot.run(parser.parse_args(["--spotter", "min_score=3"]))
+    with pytest.raises(ValueError, match="rules_off"):
+        SpotterConfig(rules_off={"nose"})
 
 
 def test_head_jerks_are_not_micro_expressions(faces_dir):

@@ -65,11 +65,13 @@ from mmer.features.face import FaceTracker, alignment_matrix
 from mmer.features.flow import optical_flow, rigid_motion
 from mmer.features.roi import REFERENCE_ROI, ROI_LANDMARKS, eye_aspect_ratio, face_rois
 
-__all__ = ["Candidate", "SpotterConfig", "Spotter", "STAGES"]
+__all__ = ["Candidate", "RULES", "SpotterConfig", "Spotter", "STAGES"]
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("face", "align", "flow", "signal", "peaks")
+#: Rejection rules that ``SpotterConfig.rules_off`` can switch off.
+RULES = ("head_motion", "speech", "ramp", "oscillation", "blink")
 _ROIS = tuple(name for name in ROI_LANDMARKS if name != REFERENCE_ROI)
 # ROIs a blink reaches: the lids and, through the skin around them, the brows and glabella.
 _EYE_ROIS = np.array([name.startswith(("eye", "brow", "glabella")) for name in _ROIS])
@@ -157,6 +159,9 @@ class SpotterConfig:
         A blink is an eye aspect ratio below ``blink_drop`` times its median over the
         previous ``blink_s`` seconds.
     blink_s : float
+    rules_off : frozenset of str
+        Rejection rules switched off, from :data:`RULES`: for measuring what each rule costs and
+        earns (``mmer bench spot --rule-cost``), not for use.
     """
 
     fps: float = 30.0
@@ -184,6 +189,7 @@ class SpotterConfig:
     speech_relative: float = 0.3
     blink_drop: float = 0.85
     blink_s: float = 1.0
+    rules_off: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.fps <= 0:
@@ -200,6 +206,10 @@ class SpotterConfig:
             raise ValueError(f"p must be in [0, 1], got {self.p}")
         if self.macro_scale < 2:
             raise ValueError(f"macro_scale must be at least 2, got {self.macro_scale}")
+        unknown = sorted(set(self.rules_off) - set(RULES))
+        if unknown:
+            raise ValueError(f"rules_off: unknown rule(s) {unknown}; choose from {list(RULES)}")
+        object.__setattr__(self, "rules_off", frozenset(self.rules_off))
         if not 0 <= self.speech_relative < 1:
             raise ValueError(f"speech_relative must be in [0, 1), got {self.speech_relative}")
         if not 0 < self.edge_fraction < 1 / 3:
@@ -532,7 +542,7 @@ class Spotter:
             level = np.maximum(level * np.sqrt(track.scale / self.k), self.config.noise_floor_px)
             dot = -(before * after).sum(axis=1)
             per_roi = np.sqrt(np.maximum(dot, 0.0)) / level
-            if self._blink_near(j, track.scale):
+            if "blink" not in self.config.rules_off and self._blink_near(j, track.scale):
                 # Eyelids in a blink go out and back like an ME: the eye ROIs sit this one out.
                 per_roi[_EYE_ROIS] = 0.0
                 self.rejected["blink_frames"] += track.name == "me"
@@ -612,10 +622,10 @@ class Spotter:
             self.rejected["no_face"] += 1
             return None
         scale = track.scale
-        if self._speaking(j):
+        if "speech" not in cfg.rules_off and self._speaking(j):
             self.rejected["speech"] += 1
             return None
-        if track.name == "me" and self._head_moved(j):
+        if track.name == "me" and "head_motion" not in cfg.rules_off and self._head_moved(j):
             self.rejected["head_motion"] += 1
             return None
         # Neutral ends: half the ME scale beyond the comparison span, half the scale for macros
@@ -647,7 +657,7 @@ class Spotter:
             return None
         profile = d @ (direction / norm)
         peak = int(np.argmax(profile))
-        if np.linalg.norm(drift) > cfg.ramp_ratio * profile[peak]:
+        if "ramp" not in cfg.rules_off and np.linalg.norm(drift) > cfg.ramp_ratio * profile[peak]:
             # The region ends far from where it started. On the ME scale: a bump on the rise or
             # fall of a larger movement, which the macro scale judges whole. On the macro scale:
             # the score rose before the expression began (a large movement after, noise before),
@@ -655,7 +665,8 @@ class Spotter:
             # expression itself judges it.
             self.rejected["ramp"] += 1
             return None
-        if track.name == "me" and _reversals(profile, cfg.oscillation * profile[peak]) >= 3:
+        oscillating = track.name == "me" and _reversals(profile, cfg.oscillation * profile[peak]) >= 3
+        if oscillating and "oscillation" not in cfg.rules_off:
             # The region went out and back more than once around the apex: speech or chewing
             # that the landmarks missed (a closed mouth, a small movement), not one expression.
             self.rejected["oscillation"] += 1
