@@ -4,7 +4,7 @@ Runs ``mmer bench spot --set dev`` once per ``--me-overlap`` value (one session 
 identity by default) and prints a Markdown table: pooled F1 and the spread of ME F1 over faces.
 These sessions steer development: they are a validation set, not a held-out one.
 
-Usage: python scripts/spot_devsets.py [--overlaps 0,0.25,0.5] [--sessions 22] [--seconds 30] [--seed 0]
+Usage: python scripts/spot_devsets.py [--overlaps 0,0.35,0.5] [--sessions 22] [--seconds 30] [--seed 0]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from mmer.bench import spot
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--overlaps", default="0,0.25,0.5", help="comma-separated --me-overlap values")
+    parser.add_argument("--overlaps", default="0,0.35,0.5", help="comma-separated --me-overlap values")
     parser.add_argument("--sessions", type=int, default=22)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)

@@ -4,7 +4,7 @@ Runs ``mmer bench spot --set dev --spotter NAME=VALUE`` for each value and print
 per value as Markdown. A value chosen from this table was chosen on these sessions: report them as
 a validation set, and confirm on the frozen set only once, at release.
 
-Usage: python scripts/spot_sweep.py NAME V1,V2,... [--sessions 22] [--seconds 30] [--me-overlap 0.25]
+Usage: python scripts/spot_sweep.py NAME V1,V2,... [--sessions 22] [--seconds 30] [--me-overlap 0.35]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=22)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--me-overlap", type=float, default=0.25)
+    parser.add_argument("--me-overlap", type=float, default=0.35)
     args = parser.parse_args(argv)
     bench_parser = argparse.ArgumentParser()
     spot.add_arguments(bench_parser)

@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="which", choices=["frozen", "dev"], default="frozen",
                         help="frozen benchmark set (default) or development sessions")
     parser.add_argument("--me-overlap", type=float,
-                        help="share of MEs placed during a distractor (generator default 0.25)")
+                        help="share of MEs placed during a distractor (generator default 0.35)")
     parser.add_argument("--sessions", type=int, help="sessions (default: one per identity of the set)")
     parser.add_argument("--seconds", type=float, help=f"length of each session (default {FROZEN_SECONDS:g} s)")
     parser.add_argument("--seed", type=int, default=0, help=f"--set dev: first seed (0..{FROZEN_SEED - 1}, default 0)")

@@ -41,7 +41,7 @@ def _add_knobs(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--jpeg-quality", type=int, help="JPEG quality of colour frames (default 90)")
     g.add_argument("--me-overlap", type=float, metavar="F",
                    help="share of MEs (0..1) placed during a blink, speech, a head jerk, or beside or inside a "
-                        "macro-expression; ground_truth.json names it per ME (default 0.25)")
+                        "macro-expression; ground_truth.json names it per ME (default 0.35)")
     g.add_argument("--no-distractors", action="store_true",
                    help="no head motion, speech, flicker, lighting drift, physiology artifacts or MEs placed "
                         "during a distractor (easy mode)")

@@ -128,11 +128,10 @@ class SynthConfig:
     me_overlap : float
         Share of MEs placed during a distractor (a blink, speech, a head jerk, or beside or inside
         a macro-expression, chosen with equal odds among the distractors whose rate is above zero);
-        the other MEs keep every distractor at least 0.15 s away. The default, 0.25, is for Part A,
-        where people watch clips in silence and try to keep a straight face: no speech, few head
-        jerks, and blinks (about 13 % of MEs by chance at these rates) plus nearby macro-expressions
-        make about one ME in four. In an interview (Part C) people talk and move while MEs happen:
-        independent placement at these rates meets about 40 %, so 0.5 is the interview setting.
+        the other MEs keep every distractor at least 0.15 s away. The default, 0.35, is what chance
+        gives at these rates when nobody talks (Part A: people watch clips in silence): a blink
+        reaches about 13 % of MEs and a macro-expression within 0.4 s about 25 %. In an interview
+        (Part C) people also talk and move while MEs happen, so 0.5 is the interview setting.
     me_apex_at : (float, float)
         Range of the ME apex position as a fraction of its duration (onsets faster than offsets
         below 0.5).
@@ -183,7 +182,7 @@ class SynthConfig:
     spontaneous_scr_per_min: float = 1.5
     motion_artifacts: bool = True
     electrode_drop: float = 0.3
-    me_overlap: float = 0.25
+    me_overlap: float = 0.35
     me_apex_at: tuple[float, float] = (0.15, 0.6)
     me_partial: float = 0.3
     me_residual: tuple[float, float] = (0.1, 0.35)
