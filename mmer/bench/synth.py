@@ -13,7 +13,8 @@ synthetic expressions (5-fold CV over all 7 classes, random forest): physiology 
 (EDA rise, heart-rate change, breathing slowdown, PPG amplitude), the ground-truth AU codes alone,
 and both. These are upper bounds for what a model can extract, and what fusion can add.
 
-Uses the held-out face ``45-m7-di-ph.jpg`` (packaged face if absent) and seed 1000.
+Uses the face ``45-m7-di-ph.jpg`` (packaged face if absent; a development face of the registry) and
+seed 1000. Rendering includes the realism knobs (Student-t noise, lighting drift, per-frame JPEG).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="video seconds to write (default 60)")
     parser.add_argument("--camera-seconds", type=float, default=15.0, help="live camera run length (default 15)")
     parser.add_argument("--workers", type=int, default=2, help="writer threads (default 2)")
-    parser.add_argument("--face", help="face photo (default: held-out 45-m7-di-ph.jpg)")
+    parser.add_argument("--face", help="face photo (default: 45-m7-di-ph.jpg)")
     parser.add_argument("--seed", type=int, default=1000, help="seed (default 1000)")
     parser.add_argument("--coupling", action="store_true",
                         help="also measure emotion information in physiology vs AU codes (about a minute)")
