@@ -563,7 +563,7 @@ def test_face_registry_splits_are_large_and_disjoint():
 
 
 def test_a_morph_is_a_new_face_not_a_copy_or_a_mirror():
-    from mmer.synth import face_registry, load_registered
+    from mmer.synth import detect_landmarks, face_registry, load_registered
 
     spec = next(f for f in face_registry("dev") if f.kind == "morph")
     base = load_registered(spec.source, size=(320, 240))
@@ -572,8 +572,6 @@ def test_a_morph_is_a_new_face_not_a_copy_or_a_mirror():
     moved = np.linalg.norm(morph.landmarks[:, :2] - base.landmarks[:, :2], axis=1)
     assert np.percentile(moved, 90) > 0.02 * base.iod  # the geometry changed
     # The landmarks still sit on the morphed face: the mesh finds it there.
-    from mmer.synth._face import detect_landmarks
-
     found = detect_landmarks(morph.image)
     assert np.median(np.linalg.norm(found[:, :2] - morph.landmarks[:, :2], axis=1)) < 0.05 * morph.iod
     grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY).astype(float) for f in (base.image, morph.image, base.image[:, ::-1])]
@@ -585,8 +583,7 @@ def test_a_morph_is_a_new_face_not_a_copy_or_a_mirror():
 
 
 def test_talking_frame_is_a_neutral_face(shared_data):
-    from mmer.synth import talking_frame
-    from mmer.synth._face import detect_landmarks
+    from mmer.synth import detect_landmarks, talking_frame
 
     frame = talking_frame(shared_data / "video" / "talking" / "d0.mp4")
     lm = detect_landmarks(frame)

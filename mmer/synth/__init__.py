@@ -10,7 +10,15 @@ CAS(ME)^3 Part A and Part C layouts and drive the synthetic live sensors.
 
 from mmer.synth._config import EMOTION_AUS, EMOTIONS, SynthConfig, objective_class
 from mmer.synth._casme3 import write_casme3, write_physio_text
-from mmer.synth._face import Face, FaceNotFoundError, default_face_path, default_faces, load_face, resolve_faces
+from mmer.synth._face import (
+    Face,
+    FaceNotFoundError,
+    default_face_path,
+    default_faces,
+    detect_landmarks,
+    load_face,
+    resolve_faces,
+)
 from mmer.synth._live import SyntheticLab, shared_lab
 from mmer.synth._physio import COUPLING
 from mmer.synth._plot import plot_physio
@@ -34,6 +42,7 @@ __all__ = [
     "SyntheticSession",
     "default_face_path",
     "default_faces",
+    "detect_landmarks",
     "face_registry",
     "generate_session",
     "load_face",
