@@ -18,6 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mmer.errors import MmerError
+
 __all__ = [
     "SessionConfig",
     "SensorConfig",
@@ -36,7 +38,7 @@ __all__ = [
 PHYSIO_NAMES = ("EDA", "ECG", "PPG", "RSP")
 
 
-class ConfigError(ValueError):
+class ConfigError(MmerError, ValueError):
     """A session file that cannot be used; the message names the file, field and allowed values."""
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pylsl
 
+from mmer.errors import MmerError
 from mmer.clock import local_clock
 from mmer.config import SessionConfig
 from mmer.fusion import AlignmentBuffer
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 _RECENT = 12
 
 
-class PipelineError(RuntimeError):
+class PipelineError(MmerError, RuntimeError):
     """The pipeline cannot start (a required stream or sensor is missing, a bad checkpoint)."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mmer.errors import MmerError
 from mmer.models._base import MODALITIES
 from mmer.models._registry import create_model
 
@@ -23,7 +24,7 @@ __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]
 FORMAT = "mmer-recognition/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MmerError, ValueError):
     """A checkpoint that cannot be used as asked (wrong model, modalities or file)."""
 
 
