@@ -189,6 +189,9 @@ def test_sensors_in_their_own_process_stream_and_stop_cleanly(checkpoint, capfd)
     summary = pipeline.run(duration=8.0)
     camera, physio = pipeline.sensors
     assert summary["errors"] == []
+    # After a normal stop the streams show as they were when it began, not as stalled.
+    assert [s["state"] for s in summary["streams"]] == ["ok"] * 4
+    assert all(s["effective_hz"] > 0.9 * s["nominal_hz"] for s in summary["streams"]), summary["streams"]
     assert any(line.startswith("[missing] sensor realsense") for line in summary["warnings"])
     # Health comes back from the child (the camera streams before the pipeline subscribes).
     assert camera.health.frames >= summary["frames_received"] >= 200 and camera.health.errors == 0

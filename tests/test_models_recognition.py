@@ -103,3 +103,37 @@ def test_wrong_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(garbage)
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def _damaged(tmp_path, name: str, **change):
+    model = create_model("ststnet", **INP.as_dict())
+    path = save_checkpoint(tmp_path / f"{name}.pt", model, class_names=["a", "b", "c"], labels="3class",
+                           modalities=["video"])
+    ckpt = torch.load(path, weights_only=True)
+    for key, value in change.items():
+        if value is None:
+            del ckpt[key]
+        else:
+            ckpt[key] = value
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"class_names": None}, r"lacks \['class_names'\]"),
+    ({"state_dict": None, "modalities": None}, r"lacks \['state_dict', 'modalities'\]"),
+    ({"modalities": "video"}, "modalities is a str, expected a list"),
+    ({"class_names": ["a", "b"]}, r"3 outputs but class_names names 2"),
+    ({"class_names": ["a", "a", "b"]}, "distinct"),
+    ({"modalities": ["video", "smell"]}, r"unknown modalities \['smell'\]"),
+    ({"config": {"image_size": 32}}, "config has no model name"),
+])
+def test_a_damaged_checkpoint_is_a_clear_error(tmp_path, change, message):
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(_damaged(tmp_path, "bad", **change))
+
+
+def test_modalities_given_as_a_string_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="expected a non-empty list of names"):
+        load_checkpoint(_damaged(tmp_path, "ok"), modalities="video")
+

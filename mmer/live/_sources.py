@@ -104,6 +104,8 @@ class SensorProcess:
         self._reader: threading.Thread | None = None
         self._replies: queue.Queue = queue.Queue()
         self._halted = False
+        #: Why the child ended before it was told to stop (None while it runs or after a normal stop).
+        self.failure: str | None = None
 
     def start(self) -> list[tuple[SensorConfig, str, str] | None]:
         """Start the child and its adapters; one outcome per entry.
@@ -153,7 +155,10 @@ class SensorProcess:
             if kind != "health":
                 self._replies.put((kind, payload))
         if not self._halted:
-            log.error("the sensor process ended unexpectedly (exit code %s)", self._process.wait())
+            code = self._process.wait()
+            how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            self.failure = f"the sensor process ({', '.join(e.adapter for e in self.entries)}) ended unexpectedly ({how})"
+            log.error("%s", self.failure)
         self._replies.put(("ended", None))
 
     def _ask(self, command: str, timeout: float) -> None:
@@ -240,6 +245,11 @@ class _RemoteSensor:
     def physio_samples_sent(self) -> int | None:
         """Physiology samples (all channels) the adapter pushed; None when it cannot say."""
         return self.sent
+
+    @property
+    def failure(self) -> str | None:
+        """Why the child process running this adapter died, if it did."""
+        return self.host.failure
 
     def halt(self) -> None:
         self.host.halt()
