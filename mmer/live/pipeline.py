@@ -223,7 +223,11 @@ class _VideoReader(threading.Thread):
         if found is None:
             return
         endpoint = found[1].extra.get("zmq/endpoint", "")
-        if endpoint and endpoint != self.endpoint:
+        if endpoint == self.endpoint:
+            # The source still publishes there, yet nothing arrives: ZeroMQ may have dropped the
+            # connection for good (an oversized message); connecting again costs nothing.
+            self.sub.reconnect()
+        elif endpoint:
             log.warning("video stream %s is back at %s; reconnecting", self.spec.name, endpoint)
             self.sub.connect(endpoint)
             self.endpoint = endpoint
