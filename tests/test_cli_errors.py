@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 import uuid
-from pathlib import Path
+
+import pytest
+from test_live_helpers import make_checkpoint
+from test_replay import _write_tiny_part_a
 
 from mmer.cli import main
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_replay import _write_tiny_part_a  # noqa: E402
 
 
 def _refused(capsys, argv: list[str], match: str) -> dict | None:
@@ -30,3 +29,41 @@ def test_lockstep_replay_with_no_consumer(capsys, tmp_path):
     summary = _refused(capsys, ["replay", "casme3", str(tmp_path), "--lockstep", "--timeout", "0.5", "--json",
                                 "--prefix", prefix], "0 of 1 consumer(s) joined")
     assert summary["exit_code"] == 2 and "consumer" in summary["error"]
+
+
+def test_bad_sensor_option_value(capsys):
+    _refused(capsys, ["stream", "synthetic-physio", "--set", "channels=5", "--seconds", "1"],
+             "sensor 'synthetic-physio': bad option value")
+
+
+@pytest.fixture(scope="module")
+def video_checkpoint(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "video.pt", modalities=("video",))
+
+
+def _session(tmp_path, checkpoint, sensors: str, rgb: str = "mmer.rgb") -> str:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        f"sensors: {sensors}\nmodel: {{checkpoint: '{checkpoint}'}}\noutputs: {{status: false}}\n"
+        f"inputs: {{rgb: {rgb}, depth: null, physio: [], truth: null, resolve_timeout_s: 1.0}}\n",
+        encoding="utf-8",
+    )
+    return str(path)
+
+
+@pytest.mark.slow
+def test_live_with_no_camera_and_with_no_rgb_stream(capsys, tmp_path, video_checkpoint):
+    no_camera = _session(tmp_path, video_checkpoint, "[{adapter: camera, options: {source: 99}}]")
+    _refused(capsys, ["live", "--config", no_camera, "--json"], "sensor 'camera' did not start: camera: cannot open")
+    rgb = f"t{uuid.uuid4().hex[:6]}.nothing"
+    no_rgb = _session(tmp_path, video_checkpoint, "[]", rgb=rgb)
+    _refused(capsys, ["live", "--config", no_rgb], f"RGB stream '{rgb}' not found on LSL within 1 s")
+
+
+def test_checkpoint_missing_keys(capsys, tmp_path):
+    import torch
+
+    path = tmp_path / "bad.pt"
+    torch.save({"format": "mmer-recognition/1", "config": {"name": "hsta_tiny"}}, path)
+    session = _session(tmp_path, path, "[]")
+    _refused(capsys, ["live", "--config", session], "checkpoint lacks ['state_dict', 'class_names', 'modalities']")
