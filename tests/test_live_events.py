@@ -54,7 +54,9 @@ def test_outlet_publishes_json_with_source_timestamp_and_latency():
     since = local_clock() - 0.05
     sent = outlet.publish(_decision(0, "early"), since=since)
     outlet.publish(_decision(0, "late"))
-    time.sleep(0.5)
+    deadline = time.monotonic() + 5
+    while len(collector.items) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     items = collector.stop()
     outlet.close()
     assert [Decision.from_json(text).stage for _, text in items] == ["early", "late"]

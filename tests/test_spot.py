@@ -78,7 +78,7 @@ def test_stage_timings_are_reported(streamed):
     _, _, timings, rejected, _ = streamed
     assert set(timings) == {"total", "face", "align", "flow", "signal", "peaks"}
     assert timings["total"] == pytest.approx(sum(v for k, v in timings.items() if k != "total"))
-    assert all(v >= 0 for v in timings.values())
+    assert all(v > 0 for v in timings.values()), timings  # every stage ran and took time
     assert rejected["blink_frames"] > 0  # the session has blinks; their frames were held out
 
 
