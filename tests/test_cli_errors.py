@@ -67,3 +67,29 @@ def test_checkpoint_missing_keys(capsys, tmp_path):
     torch.save({"format": "mmer-recognition/1", "config": {"name": "hsta_tiny"}}, path)
     session = _session(tmp_path, path, "[]")
     _refused(capsys, ["live", "--config", session], "checkpoint lacks ['state_dict', 'class_names', 'modalities']")
+
+
+@pytest.mark.slow
+def test_lockstep_consumer_that_never_acks(tmp_path):
+    import subprocess
+    import sys
+
+    import zmq
+
+    _write_tiny_part_a(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "mmer", "replay", "casme3", str(tmp_path), "--lockstep",
+                             "--timeout", "1", "--prefix", f"t{uuid.uuid4().hex[:6]}.", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        endpoint = proc.stdout.readline().strip().removeprefix("lockstep endpoint: ")
+        sock.connect(endpoint)
+        sock.send_json({"hello": "mute", "streams": []})  # joins, then never acknowledges a step
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        sock.close()
+    assert proc.returncode == 2 and "Traceback" not in err, err[-2000:]
+    assert "mmer replay: error: lockstep: no consumer left; mute acknowledged no step 0 within 1 s" in err
+    assert json.loads(out.strip().splitlines()[-1])["exit_code"] == 2
