@@ -328,7 +328,8 @@ def configure_lsl(session_id: str, *, extra_lines: Iterable[str] = ()) -> str:
     """
     if not isinstance(session_id, str) or not _SESSION_ID.fullmatch(session_id):
         raise ValueError(
-            f"LSL session id {session_id!r} must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            f"LSL session id {session_id!r} must be 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
         )
     # Where multicast does not reach (containers, hosts without a network), resolvers find outlets
     # only by probing each port of the range; liblsl's default 32 ports hold about 7 outlets per

@@ -144,7 +144,11 @@ class SensorProcess:
 
     def _read(self) -> None:
         for line in self._process.stdout:
-            kind, payload = json.loads(line)
+            try:
+                kind, payload = json.loads(line)
+            except (ValueError, TypeError):  # not a [kind, payload] reply: say so, keep reading
+                log.warning("ignoring a line from the sensor process that is not a reply: %r", line[:80])
+                continue
             if kind == "ready":
                 self.sensors = [_RemoteSensor(self, entry.adapter)
                                 for entry, failure in zip(self.entries, payload, strict=True) if failure is None]
@@ -157,7 +161,8 @@ class SensorProcess:
         if not self._halted:
             code = self._process.wait()
             how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-            self.failure = f"the sensor process ({', '.join(e.adapter for e in self.entries)}) ended unexpectedly ({how})"
+            adapters = ", ".join(e.adapter for e in self.entries)
+            self.failure = f"the sensor process ({adapters}) ended unexpectedly ({how})"
             log.error("%s", self.failure)
         self._replies.put(("ended", None))
 

@@ -152,7 +152,9 @@ def _check_contents(ckpt: dict, path: Path) -> None:
     _check_names(ckpt["modalities"], "modalities", f"{path}:")
     unknown = [m for m in ckpt["modalities"] if m not in MODALITIES]
     if unknown:
-        raise CheckpointError(f"{path}: trained with unknown modalities {unknown}; expected a subset of {list(MODALITIES)}")
+        raise CheckpointError(
+            f"{path}: trained with unknown modalities {unknown}; expected a subset of {list(MODALITIES)}"
+        )
     for key in ("features", "train"):
         if not isinstance(ckpt.get(key, {}), dict):
             raise CheckpointError(f"{path}: {key} is a {type(ckpt[key]).__name__}, expected a dict")

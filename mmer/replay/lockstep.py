@@ -332,7 +332,8 @@ class LockstepServer:
                 log.warning("lockstep: dropping consumer(s) %s: no ack for step %d within %g s", names, need, timeout)
                 if not self._consumers:
                     raise LockstepError(
-                        f"lockstep: no consumer left; {', '.join(names)} acknowledged no step {need} within {timeout:g} s"
+                        f"lockstep: no consumer left; {', '.join(names)} acknowledged no step {need} "
+                        f"within {timeout:g} s"
                     ) from None
                 break
             self._handle(int(min(left, 0.05) * 1000) + 1)
