@@ -12,10 +12,9 @@ names the allowed values; nothing is guessed.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
-
-import math
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator

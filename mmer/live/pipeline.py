@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 import pylsl
 
-from mmer.errors import MmerError
 from mmer.clock import local_clock
 from mmer.config import SessionConfig
+from mmer.errors import MmerError
 from mmer.fusion import AlignmentBuffer
 from mmer.live._recognizer import SessionRecognizer
 from mmer.live._sources import SensorProcess, start_failures, stop_sources
