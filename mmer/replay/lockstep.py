@@ -276,8 +276,8 @@ class LockstepServer:
             return f"not a JSON object: {type(msg).__name__}"
         if "hello" in msg:
             name, streams = msg["hello"], msg.get("streams", [])
-            if not isinstance(name, str) or not name:
-                return f"hello needs a non-empty string name, got {name!r}"
+            if not isinstance(name, str) or not 0 < len(name) <= 200:
+                return f"hello needs a string name of 1-200 characters, got {name!r}"[:120]
             if not isinstance(streams, list) or not all(isinstance(x, str) for x in streams):
                 return f"hello streams must be a list of stream names, got {streams!r}"[:120]
             return None
