@@ -40,7 +40,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -343,9 +342,7 @@ class _ShieldedLabRecorder:
     def __init__(self) -> None:
         self._process: subprocess.Popen | None = None
         self._cfg: str | None = None
-        self._stdout: list[str] = []
-        self._stderr: deque[str] = deque(maxlen=50)
-        self._readers: list[threading.Thread] = []
+        self._log: Path | None = None
 
     def _child_config(self) -> str:
         base = os.environ.get("LSLAPICFG")
@@ -365,38 +362,32 @@ class _ShieldedLabRecorder:
         self._cfg = self._child_config()
         args = [" and ".join(f"{key}={_xpath_literal(value)}" for key, value in p.items()) for p in predicates]
         Path(path).unlink(missing_ok=True)
-        self._process = subprocess.Popen(
-            [str(labrecorder_cli()), str(path), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, start_new_session=True, env={**os.environ, "LSLAPICFG": self._cfg},
-        )
-        # Both pipes are drained by threads of their own: a long session never blocks the CLI on a
-        # full pipe, and the tail explains a failed start.
-        self._readers = [
-            threading.Thread(target=self._drain, args=(self._process.stdout, self._stdout.append),
-                             name="labrecorder-stdout", daemon=True),
-            threading.Thread(target=self._drain, args=(self._process.stderr, self._stderr.append),
-                             name="labrecorder-stderr", daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
+        # Its output goes to a file, not a pipe: a CLI that outlives a forced stop of this process
+        # must not die of SIGPIPE on its last lines before its footers are written.
+        fd, log_path = tempfile.mkstemp(prefix="mmer-labrecorder-", suffix=".log")
+        self._log = Path(log_path)
+        with os.fdopen(fd, "w") as log_fh:
+            self._process = subprocess.Popen(
+                [str(labrecorder_cli()), str(path), *args], stdin=subprocess.PIPE, stdout=log_fh,
+                stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                env={**os.environ, "LSLAPICFG": self._cfg},
+            )
         try:
             self._wait_collecting(len(predicates), timeout)
         except (RuntimeError, TimeoutError):
             self._kill()
             raise
 
-    @staticmethod
-    def _drain(pipe, sink) -> None:
+    def _output(self) -> str:
         try:
-            for line in pipe:
-                sink(line.rstrip("\n"))
-        except (OSError, ValueError):
-            return  # the pipe was closed by stop()
+            return self._log.read_text(encoding="utf-8", errors="replace") if self._log else ""
+        except OSError:
+            return ""
 
     def _wait_collecting(self, n_streams: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            text = "\n".join(list(self._stdout))
+            text = self._output()
             confirmed, unmatched = _labrecorder_progress(text)
             if unmatched:
                 raise RuntimeError("LabRecorderCLI found no stream for " + "; ".join(unmatched))
@@ -410,8 +401,8 @@ class _ShieldedLabRecorder:
                                    f"{timeout:.0f} s: {self._tail(text)}")
             time.sleep(0.02)
 
-    def _tail(self, stdout: str) -> str:
-        lines = stdout.splitlines()[-8:] + list(self._stderr)[-4:]
+    def _tail(self, text: str | None = None) -> str:
+        lines = (self._output() if text is None else text).splitlines()[-8:]
         return " | ".join(lines) or "no output"
 
     @property
@@ -429,6 +420,14 @@ class _ShieldedLabRecorder:
             self._process.kill()
         self._close(1.0)
 
+    def press_enter(self) -> None:
+        """Ask the CLI to stop (it then joins its threads and writes the footers); returns at once."""
+        try:
+            self._process.stdin.write("\n")
+            self._process.stdin.flush()
+        except (OSError, ValueError):
+            pass  # it is gone already; its exit code says how it ended
+
     def stop(self, timeout: float | None = None) -> None:
         """Press Enter and wait up to ``timeout`` s (``LABRECORDER_STOP_S``) for the footers; kill it after that.
 
@@ -441,34 +440,27 @@ class _ShieldedLabRecorder:
             return
         proc = self._process
         timeout = LABRECORDER_STOP_S if timeout is None else timeout
-        try:
-            proc.stdin.write("\n")
-            proc.stdin.flush()
-        except (OSError, ValueError):
-            pass  # it is gone already; its exit code says how it ended
+        self.press_enter()
         try:
             code = proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             self._close(1.0)
             raise RuntimeError(f"LabRecorderCLI did not finish within {timeout:g} s and was killed; "
-                               f"the XDF may lack its footers ({self._tail('')})") from None
+                               f"the XDF may lack its footers ({self._tail()})") from None
         self._close(1.0)
         if code != 0:
-            raise RuntimeError(f"LabRecorderCLI exited with code {code}: {self._tail(chr(10).join(self._stdout))}")
+            raise RuntimeError(f"LabRecorderCLI exited with code {code}: {self._tail()}")
 
     def _close(self, timeout: float) -> None:
-        proc = self._process
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout)
-        for reader in self._readers:
-            reader.join(timeout=timeout)
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            with contextlib.suppress(OSError):
-                pipe.close()
-        if self._cfg:
-            Path(self._cfg).unlink(missing_ok=True)
-            self._cfg = None
+            self._process.wait(timeout)
+        with contextlib.suppress(OSError):
+            self._process.stdin.close()
+        for path in (self._cfg, self._log):
+            if path:
+                Path(path).unlink(missing_ok=True)
+        self._cfg = self._log = None
 
 
 _LABRECORDER_START_S = 30.0
@@ -546,6 +538,7 @@ class SessionRecorder:
         self.stopped_at: str | None = None
         self.t_start = float("nan")
         self.t_stop = float("nan")
+        self.t_stop_requested = float("nan")
         self.stop_reason = ""
         self.recording = False
 
@@ -694,6 +687,7 @@ class SessionRecorder:
                 return
             self.recording = False
             self.stop_reason = reason
+            self.t_stop_requested = local_clock()
             self._done.set()
             signals.stop_begun()
             if reason != "stopped":
@@ -728,29 +722,29 @@ class SessionRecorder:
         """Stop at once (a forced stop, called from a signal handler); say what is lost.
 
         Takes no lock, as the interrupted thread may hold it: the writers close without draining,
-        LabRecorder gets Enter and a second to write its footers, and the manifest says "forced".
+        LabRecorder gets Enter and finishes the XDF in its own session after this process is gone,
+        and the manifest says "forced".
         """
         if self._closed.is_set():
             return "nothing: the recording was already closed"
         self._done.set()
+        self.t_stop_requested = local_clock()
         for car in self._sidecars:
             car.stop(drain_s=0.0)
         for car in self._sidecars:
             car.join(timeout=0.5)
         lost = ["video frames still queued for the writers"]
         lost += [f"the index of {c.path.name} (unplayable)" for c in self._sidecars if c.is_alive()]
-        lr = self._labrecorder
-        if lr is not None and lr.alive:
-            try:
-                lr.stop(timeout=1.0)
-            except RuntimeError:
-                lost.append("the XDF footers (LabRecorder was killed)")
+        kept = ""
+        if self._labrecorder is not None:
+            self._labrecorder.press_enter()  # it finishes its footers on its own, in its own session
+            kept = " (the XDF loses nothing: LabRecorder writes its footers on its own within about 6 s)"
         self.recording = False
-        self.stop_reason = "forced stop; lost: " + ", ".join(lost)
+        self.stop_reason = "forced stop; lost: " + ", ".join(lost) + kept
         self.stopped_at, self.t_stop = _utc_now(), local_clock()
         self._write_manifest()
         self._closed.set()
-        return ", ".join(lost)
+        return ", ".join(lost) + kept
 
     def manifest(self) -> dict:
         """The ``session.json`` content."""
@@ -761,7 +755,7 @@ class SessionRecorder:
             "files": {"xdf": "session.xdf", "video": [c.summary() for c in self._sidecars]},
             "started_at": self.started_at,
             "stopped_at": self.stopped_at,
-            "lsl_clock": {"start": self.t_start, "stop": self.t_stop},
+            "lsl_clock": {"start": self.t_start, "stop_requested": self.t_stop_requested, "stop": self.t_stop},
             "stop_reason": self.stop_reason or None,
             "host": socket.gethostname(),
             "session_id": _session_id(),
