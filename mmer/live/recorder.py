@@ -191,6 +191,7 @@ class _Sidecar(threading.Thread):
         self._writer: cv2.VideoWriter | None = None
         self._stopping = threading.Event()
         self._drain_until = float("inf")
+        self._drain_stamp = float("inf")
         self.drained = True
         self.frames_written = 0
         self.frames_bad = 0
@@ -198,12 +199,14 @@ class _Sidecar(threading.Thread):
         self.first_index: int | None = None
         self.last_index: int | None = None
 
-    def stop(self, drain_s: float = SIDECAR_DRAIN_S) -> None:
-        """Write what ZeroMQ already holds (for at most ``drain_s`` seconds), then close the files.
+    def stop(self, drain_s: float = SIDECAR_DRAIN_S, *, until: float | None = None) -> None:
+        """Write the frames stamped up to ``until`` (LSL time, default now) that ZeroMQ holds or is
+        still delivering, for at most ``drain_s`` seconds, then close the files.
 
         The writer stops on this command, not on silence: a camera that keeps sending would
         otherwise hold the stop until the process dies, leaving an mp4 without its index.
         """
+        self._drain_stamp = local_clock() if until is None else until
         self._drain_until = time.monotonic() + drain_s
         self._stopping.set()
 
@@ -246,8 +249,8 @@ class _Sidecar(threading.Thread):
             # Stopping: what already arrived is written; a short quiet spell ends the drain early.
             while time.monotonic() < self._drain_until:
                 frame = self.sub.recv(timeout=0.05)
-                if frame is None:
-                    return
+                if frame is None or frame.timestamp > self._drain_stamp:
+                    return  # quiet, or caught up with the stop: the frames before it are written
                 self._take(frame)
             self.drained = False
         except OSError as err:
@@ -531,6 +534,7 @@ class SessionRecorder:
         self._predicates: list[dict[str, str]] = []
         self._monitor: threading.Thread | None = None
         self._unregister_force = lambda: None
+        self._enter_at = 0.0
         self._done = threading.Event()
         self._closed = threading.Event()
         self._lock = threading.Lock()
@@ -650,7 +654,7 @@ class SessionRecorder:
         while not self._done.wait(0.1):
             free_mb = shutil.disk_usage(self.directory).free / 2**20
             if free_mb < self.min_free_mb:
-                self._finish(f"disk full: {free_mb:.0f} MB free, below the {self.min_free_mb:.0f} MB minimum")
+                self._finish(f"disk full: {free_mb:.1f} MB free, below the {self.min_free_mb:g} MB minimum")
                 return
             failed = [c for c in self._sidecars if c.error]
             if failed:
@@ -695,11 +699,13 @@ class SessionRecorder:
             self._release_reserve()
             # LabRecorderCLI pulls every 0.5 s and stops without a last pull: Enter goes only after
             # one more pull has taken what the sources sent before the stop (the writers drain meanwhile).
-            enter_at = time.monotonic() + LABRECORDER_PULL_S
+            # The writers take frames up to that same moment, so that every frame index in the XDF
+            # has its pixels in the sidecar.
+            self._enter_at = enter_at = time.monotonic() + LABRECORDER_PULL_S
             for car in self._sidecars:
-                car.stop()
+                car.stop(SIDECAR_DRAIN_S + LABRECORDER_PULL_S, until=self.t_stop_requested + LABRECORDER_PULL_S)
             for car in self._sidecars:
-                car.join(timeout=SIDECAR_DRAIN_S + 1.0)
+                car.join(timeout=SIDECAR_DRAIN_S + LABRECORDER_PULL_S + 1.0)
             problems = [f"video writer for {c.spec.name} did not close in time; {c.path.name} may be unplayable"
                         for c in self._sidecars if c.is_alive()]
             problems += [f"video writer for {c.spec.name} failed: {c.error}" for c in self._sidecars
@@ -728,15 +734,19 @@ class SessionRecorder:
         if self._closed.is_set():
             return "nothing: the recording was already closed"
         self._done.set()
-        self.t_stop_requested = local_clock()
+        if np.isnan(self.t_stop_requested):
+            self.t_stop_requested = local_clock()
         for car in self._sidecars:
-            car.stop(drain_s=0.0)
+            car.stop(drain_s=0.5, until=self.t_stop_requested)
         for car in self._sidecars:
-            car.join(timeout=0.5)
+            car.join(timeout=1.0)
         lost = ["video frames still queued for the writers"]
         lost += [f"the index of {c.path.name} (unplayable)" for c in self._sidecars if c.is_alive()]
         kept = ""
         if self._labrecorder is not None:
+            # Still worth the wait for LabRecorder's last pull (at most LABRECORDER_PULL_S).
+            enter_at = self._enter_at or time.monotonic() + LABRECORDER_PULL_S
+            time.sleep(max(0.0, enter_at - time.monotonic()))
             self._labrecorder.press_enter()  # it finishes its footers on its own, in its own session
             kept = " (the XDF loses nothing: LabRecorder writes its footers on its own within about 6 s)"
         self.recording = False

@@ -303,7 +303,7 @@ def _sidecar(folder: Path, spec: StreamSpec, indices: np.ndarray, defects: list[
     vdir = folder / "video"
     stems = _sidecar_stems(spec, manifest)
     if spec.type is StreamType.VIDEO_DEPTH:
-        ddir = next((d for d in (_inside(vdir, stem) for stem in stems) if d.is_dir()), None)
+        ddir = next((d for d in (_inside(vdir, stem) for stem in stems) if d.is_dir()), None)  # lazy: first hit wins
         if ddir is None:
             return None
         paths = sorted(ddir.glob("*.png"))
@@ -314,11 +314,10 @@ def _sidecar(folder: Path, spec: StreamSpec, indices: np.ndarray, defects: list[
         inner = ImageFolderReader(paths, depth=True)
         label = str(ddir)
     else:
-        found = [(stem, movie) for stem in stems for ext in _MOVIES
-                 if (movie := _inside(vdir, stem + ext)).is_file()]
-        if not found:
+        found = ((stem, movie) for stem in stems for ext in _MOVIES if (movie := _inside(vdir, stem + ext)).is_file())
+        stem, movie = next(found, (None, None))  # lazy: a later, unsafe candidate is never looked at
+        if movie is None:
             return None
-        stem, movie = found[0]
         table = _inside(vdir, f"{stem}.frames.csv")
         if not table.is_file():
             raise DatasetError(f"{movie}: sidecar without its frame table {table.name}")
