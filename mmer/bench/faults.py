@@ -200,6 +200,8 @@ def _measure(fault: str, folder: Path, log_path: Path, tag: str, code: int, out:
     import cv2
     import pyxdf
 
+    # stop_s: from the (first) signal to the process's exit; on the full disk, from the start of
+    # the fault to the exit, as the recorder stops by itself.
     result = {"fault": fault, "exit_code": code, "stop_s": round(stop_s, 2)}
     manifest_path = folder / "session.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
@@ -212,7 +214,10 @@ def _measure(fault: str, folder: Path, log_path: Path, tag: str, code: int, out:
         _wait_for(lambda: _footers(folder / "session.xdf"), 15.0, 0.5)
     if fault == "sigint_twice":
         result["please_wait_message"] = "stopping, please wait" in stderr
-    until = manifest.get("lsl_clock", {}).get("stop_requested") or t_signal
+    clock = manifest.get("lsl_clock", {})
+    until = clock.get("stop_requested") or t_signal
+    if isinstance(clock.get("stop"), float) and isinstance(clock.get("stop_requested"), float):
+        result["close_s"] = round(clock["stop"] - clock["stop_requested"], 2)  # writers, LabRecorder, manifest
     try:
         streams, _ = pyxdf.load_xdf(str(folder / "session.xdf"), dejitter_timestamps=False)
         result["pyxdf_opens"] = True
@@ -313,6 +318,7 @@ def run(args: argparse.Namespace) -> dict:
         "outlet_restart_lost_s": restart.get("restart_lost_s"),
         "unreadable_recordings": sum(not (r.get("pyxdf_opens") and r.get("inspect_exit_code") == 0) for r in ran),
         "stop_s_max": max((r["stop_s"] for r in ran if "stop_s" in r and r["fault"] != "disk_full"), default=None),
+        "close_s_max": max((r["close_s"] for r in ran if "close_s" in r), default=None),
         "skipped": {f: r["skipped"] for f, r in by_fault.items() if "skipped" in r},
         "by_fault": by_fault,
         "load_avg_1min": os.getloadavg()[0],
