@@ -76,7 +76,8 @@ def test_a_restarted_outlet_is_recorded_again(root):
 def test_path_like_source_ids_stay_inside_the_recording(root):
     result = _survived(run_fault("path_source_ids", root, seconds=1.0))
     assert result["sidecar_inside_folder"] and result["files_outside"] == []
-    assert ".." not in result["sidecar"]["file"].removeprefix("video/").split("/")[0].split("_")
+    name = result["sidecar"]["file"].removeprefix("video/")
+    assert "/" not in name and ".." not in name and "-escaped-" in name
 
 
 def test_second_signal_waits_and_third_forces(tmp_path):

@@ -80,18 +80,18 @@ LABRECORDER_PULL_S = 0.7
 #: containers' indexes and session.json fit even when something else filled the disk.
 RESERVE_BYTES = 1 << 20
 _RESERVE_NAME = ".mmer-reserve"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"(?:[^A-Za-z0-9._-]|\.\.)+")
 
 
 def sidecar_stem(source_id: str) -> str:
     """The file name stem of a video stream's sidecar files, made safe from its LSL ``source_id``.
 
     A source_id is whatever the outlet announces (``../../x``, ``/etc/x``, 4 KB of text), so it
-    never becomes a path as is: characters outside ``[A-Za-z0-9._-]`` become ``_``, leading dots
-    go, long ids are cut, and a changed id gets a short hash of the original so that two ids
+    never becomes a path as is: characters outside ``[A-Za-z0-9._-]`` and ``..`` become ``_``,
+    leading and trailing dots and underscores go, long ids are cut, and a changed id gets a short hash of the original so that two ids
     never share a file.
     """
-    stem = _UNSAFE.sub("_", source_id).lstrip(".")[:80] or "stream"
+    stem = _UNSAFE.sub("_", source_id).strip("._")[:80] or "stream"
     if stem != source_id:
         stem = f"{stem}-{hashlib.sha256(source_id.encode('utf-8')).hexdigest()[:8]}"
     return stem
