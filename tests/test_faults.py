@@ -146,3 +146,13 @@ def test_damaged_media_is_counted_or_refused(tmp_path):
     photo.write_bytes(jpg.tobytes())
     with pytest.raises(ValueError, match="not a video"):
         spot_video(photo, progress=False)
+
+
+def test_a_failed_recording_is_an_error_of_the_live_summary():
+    from mmer.commands.live import recording_errors
+
+    assert recording_errors({"recording": None}) == []
+    assert recording_errors({"recording": {"dir": "rec", "stop_reason": "stopped"}}) == []
+    assert recording_errors({"recording": {"dir": "rec", "stop_reason": "disk full: 0.4 MB free"}}) == [
+        "recording rec: disk full: 0.4 MB free"]
+    assert recording_errors({"recording": {"dir": "rec", "stop_reason": None}}) == ["recording rec: not finished"]

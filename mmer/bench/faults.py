@@ -41,7 +41,8 @@ _FPS = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--only", nargs="+", choices=FAULTS, metavar="FAULT", help=f"run only these ({', '.join(FAULTS)})")
+    parser.add_argument("--only", nargs="+", choices=FAULTS, metavar="FAULT",
+                        help=f"run only these ({', '.join(FAULTS)})")
     parser.add_argument("--seconds", type=float, default=4.0, help="recording time before each fault strikes")
     parser.add_argument("--keep", type=Path, help="keep the recordings in this folder (default: a temporary one)")
 
@@ -168,7 +169,8 @@ def run_fault(fault: str, root: Path, *, seconds: float = 4.0) -> dict:
         started = _wait_for(lambda: "Ctrl-C to stop" in err_path.read_text(encoding="utf-8") or proc.poll() is not None,
                             60.0)
         if not started or proc.poll() is not None:
-            return {"fault": fault, "error": "mmer record did not start: " + err_path.read_text(encoding="utf-8")[-500:]}
+            tail = err_path.read_text(encoding="utf-8")[-500:]
+            return {"fault": fault, "error": f"mmer record did not start: {tail}"}
         time.sleep(seconds)
         t_signal = local_clock()
         struck = time.monotonic()
@@ -232,7 +234,8 @@ def _measure(fault: str, folder: Path, log_path: Path, tag: str, code: int, out:
     got = np.asarray(eda["time_series"], dtype=np.int64)[:, 0] if eda is not None and len(eda["time_stamps"]) else []
     result["eda"] = _count(got, eda_last)
     rgb = by_name.get(f"{tag}.rgb")
-    xdf_frames = np.asarray(rgb["time_series"])[:, 0].astype(np.int64) if rgb is not None and len(rgb["time_stamps"]) else []
+    has_frames = rgb is not None and len(rgb["time_stamps"])
+    xdf_frames = np.asarray(rgb["time_series"])[:, 0].astype(np.int64) if has_frames else []
     result["frame_index_stream"] = _count(xdf_frames, frame_last)
     video = next((v for v in manifest.get("files", {}).get("video", [])), None)
     if video is not None:
@@ -259,7 +262,7 @@ def _measure(fault: str, folder: Path, log_path: Path, tag: str, code: int, out:
     result["files_outside"] = [str(p) for p in escaped]
     result["samples_lost"] = result["eda"]["lost"] + result["frame_index_stream"]["lost"] + (
         result.get("sidecar", {}).get("lost", 0))
-    expected_reason = "disk full" if fault == "disk_full" else ("forced stop" if fault == "sigint_thrice" else "stopped")
+    expected_reason = {"disk_full": "disk full", "sigint_thrice": "forced stop"}.get(fault, "stopped")
     expected_code = {"disk_full": 1, "sigint_thrice": 130}.get(fault, 0)
     result["survived"] = bool(
         result["pyxdf_opens"] and result["footers"] and result["inspect_exit_code"] == 0

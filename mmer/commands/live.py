@@ -98,8 +98,8 @@ def run_session(config, *, record: Path | None = None, seconds: float | None = N
             signal.signal(sig, handler)
     if interrupted.is_set():
         log.warning("interrupted while starting: stopping cleanly")
-    summary = pipeline.run(duration=seconds, until=replay.finished if replay is not None and not config.replay.loop else None,
-                           stop=interrupted)
+    until = replay.finished if replay is not None and not config.replay.loop else None
+    summary = pipeline.run(duration=seconds, until=until, stop=interrupted)
     summary["errors"] = [*summary["errors"], *recording_errors(summary)]
     return summary
 

@@ -88,8 +88,8 @@ def sidecar_stem(source_id: str) -> str:
 
     A source_id is whatever the outlet announces (``../../x``, ``/etc/x``, 4 KB of text), so it
     never becomes a path as is: characters outside ``[A-Za-z0-9._-]`` and ``..`` become ``_``,
-    leading and trailing dots and underscores go, long ids are cut, and a changed id gets a short hash of the original so that two ids
-    never share a file.
+    leading and trailing dots and underscores go, long ids are cut, and a changed id gets a short
+    hash of the original so that two ids never share a file.
     """
     stem = _UNSAFE.sub("_", source_id).strip("._")[:80] or "stream"
     if stem != source_id:
@@ -567,7 +567,8 @@ class SessionRecorder:
             if isinstance(item, pylsl.StreamInfo):
                 infos.append(item)  # already resolved by the caller
                 continue
-            found = pylsl.resolve_bypred(f"source_id='{item.source_id}' and name='{item.name}'", 1, self.resolve_timeout)
+            predicate = f"source_id={_xpath_literal(item.source_id)} and name={_xpath_literal(item.name)}"
+            found = pylsl.resolve_bypred(predicate, 1, self.resolve_timeout)
             if not found:
                 raise RecorderError(
                     f"stream {item.name!r} (source_id {item.source_id!r}) is not visible on LSL after "
