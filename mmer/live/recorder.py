@@ -249,8 +249,12 @@ class _Sidecar(threading.Thread):
             # Stopping: what already arrived is written; a short quiet spell ends the drain early.
             while time.monotonic() < self._drain_until:
                 frame = self.sub.recv(timeout=0.05)
-                if frame is None or frame.timestamp > self._drain_stamp:
-                    return  # quiet, or caught up with the stop: the frames before it are written
+                if frame is None:
+                    if local_clock() > self._drain_stamp + 0.1:
+                        return  # past the stop moment and quiet: every frame before it is written
+                    continue
+                if frame.timestamp > self._drain_stamp:
+                    return  # caught up with the stop
                 self._take(frame)
             self.drained = False
         except OSError as err:
