@@ -280,3 +280,12 @@ def test_sidecar_paths_never_leave_the_recording_folder(tmp_path):
                                                                          "file": "video/../../outside.avi"}]}}))
     with pytest.raises(DatasetError, match="leaves the recording folder"):
         next(open_dataset("xdf", folder / "session.xdf").recordings())
+
+
+def test_a_sidecar_movie_cut_by_a_crash_is_a_defect(tmp_path):
+    make_recording_folder(tmp_path / "rec")
+    movie = tmp_path / "rec" / "video" / "cam-rgb.avi"
+    movie.write_bytes(movie.read_bytes()[:200])  # the writer never closed it: header only
+    rec = next(open_dataset("xdf", tmp_path).recordings())
+    (damage,) = [d for d in rec.defects if d.kind == "sidecar_damaged"]
+    assert "of the 12 frames its table lists" in damage.detail

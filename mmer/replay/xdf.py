@@ -33,7 +33,7 @@ import pylsl
 
 from mmer.dataset import Defect, Event, EventKind, FrameError, FrameTrack, Recording, SampleTrack
 from mmer.replay._base import Dataset, DatasetError, RecordingRef, select
-from mmer.replay._frames import ImageFolderReader, VideoFileReader
+from mmer.replay._frames import ImageFolderReader, VideoFileReader, video_info
 from mmer.streams import Channel, StreamSpec, StreamType
 
 __all__ = ["open_xdf", "scan_xdf", "ForeignSpec", "XdfProblem"]
@@ -334,6 +334,21 @@ def _sidecar(folder: Path, spec: StreamSpec, indices: np.ndarray, defects: list[
                     raise DatasetError(f"{table}: line {lineno}: bad frame index {row[:1]}") from None
         inner = VideoFileReader(movie)
         label = str(movie)
+        # A movie cut off by a crash (an mp4 without its index) holds fewer frames than its table
+        # lists; they are damaged, and said so here rather than at replay. Only a container that
+        # declares too few frames is decoded through (an unfinished mkv declares none, yet plays).
+        try:
+            held = video_info(movie)[0]
+        except FrameError:
+            held = 0
+        if held < len(lookup):
+            held = _decodable_frames(movie)
+        if held < len(lookup):
+            defects.append(Defect(
+                kind="sidecar_damaged", file=label, action="counted: replay counts the missing frames as damaged",
+                subject=subject, video=video,
+                detail=f"the container holds {held} of the {len(lookup)} frames its table lists",
+            ))
     missing = np.setdiff1d(indices, np.fromiter(lookup.keys(), dtype=np.int64, count=len(lookup)))
     if missing.size:
         defects.append(
@@ -347,6 +362,20 @@ def _sidecar(folder: Path, spec: StreamSpec, indices: np.ndarray, defects: list[
             )
         )
     return _SidecarReader(indices, lookup, inner, label)
+
+
+def _decodable_frames(movie: Path) -> int:
+    """How many frames OpenCV can read from ``movie``, from the start until the first that fails."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(movie))
+    count = 0
+    try:
+        while cap.isOpened() and cap.grab():
+            count += 1
+    finally:
+        cap.release()
+    return count
 
 
 def _load_recording(path: Path, *, subject: str, video: str, salvage: bool) -> Recording:
