@@ -31,12 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def install_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt, so a service manager's stop is as clean as Ctrl-C."""
+    """SIGTERM stops as cleanly as Ctrl-C; a second signal waits, a third forces the stop."""
+    from mmer.live.signals import install_stop_signals
 
-    def _raise(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _raise)
+    install_stop_signals()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +58,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     return 0 if not summary["errors"] else 1
+
+
+def recording_errors(summary: dict) -> list[str]:
+    """The recording's failure as summary errors (empty when it stopped as asked)."""
+    rec = summary.get("recording")
+    if rec is None or rec.get("stop_reason") == "stopped":
+        return []
+    return [f"recording {rec['dir']}: {rec.get('stop_reason') or 'not finished'}"]
 
 
 def run_session(config, *, record: Path | None = None, seconds: float | None = None, sources=None) -> dict:
@@ -92,8 +98,10 @@ def run_session(config, *, record: Path | None = None, seconds: float | None = N
             signal.signal(sig, handler)
     if interrupted.is_set():
         log.warning("interrupted while starting: stopping cleanly")
-    return pipeline.run(duration=seconds, until=replay.finished if replay is not None and not config.replay.loop else None,
-                        stop=interrupted)
+    until = replay.finished if replay is not None and not config.replay.loop else None
+    summary = pipeline.run(duration=seconds, until=until, stop=interrupted)
+    summary["errors"] = [*summary["errors"], *recording_errors(summary)]
+    return summary
 
 
 def _print_summary(summary: dict) -> None:

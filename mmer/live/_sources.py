@@ -125,8 +125,10 @@ class SensorProcess:
             line = json.dumps(request)
         except TypeError as err:
             raise RuntimeError(f"sensor options must be plain values to start them in a process: {err}") from None
+        # A session of its own: a SIGTERM to the process group must not kill the sensors before the
+        # parent has drained and recorded their last samples (the child also ends at end of input).
         self._process = subprocess.Popen([sys.executable, "-m", "mmer.sensors._process_host"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True, bufsize=1)
+                                         stdout=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
         self._process.stdin.write(line + "\n")
         self._process.stdin.flush()
         self._reader = threading.Thread(target=self._read, name="mmer-sensor-process", daemon=True)

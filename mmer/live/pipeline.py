@@ -48,6 +48,7 @@ from mmer.live._recognizer import SessionRecognizer
 from mmer.live._sources import SensorProcess, start_failures, stop_sources
 from mmer.live.events import Decision, EventOutlet
 from mmer.live.latency import LatencyTracker
+from mmer.live import signals
 from mmer.live.recorder import SessionRecorder, check_recording_dir
 from mmer.streams import StreamSpec
 from mmer.transport import FrameSubscriber
@@ -914,6 +915,7 @@ class LivePipeline:
         if not self._running:
             return
         self._running = False
+        signals.stop_begun()  # a Ctrl-C from here on must not cut the stop short
         # Sources stop now: silence from here on is not a stall, and rates measured from here on
         # would count the stop's silence; the summary shows each stream as it was at this moment.
         self._at_stop = {row["name"]: row for row in self.stream_stats()}
@@ -940,8 +942,7 @@ class LivePipeline:
                  "health": sensor.health.as_dict() if hasattr(sensor, "health") else None}
                 for sensor in self.sensors
             ]
-            time.sleep(0.3)  # let LabRecorder pull the last markers
-            self.manifest = self.recorder.stop()
+            self.manifest = self.recorder.stop()  # waits for LabRecorder's last pull itself
         if self.events is not None:
             self.events.close()
         if self._csv is not None:

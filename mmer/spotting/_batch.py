@@ -152,9 +152,20 @@ def spot_video(
             fps = 30.0
         if config is None:
             config = SpotterConfig(fps=fps)
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
-        return spot_frames(_video_frames(cap, config.fps), subject=subject or path.stem, video=video or path.stem,
-                           config=config, total=total, progress=progress)
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        if not np.isfinite(count) or count < 1:
+            # A still image (a JPG renamed .mp4) opens as a one-frame stream without a frame count.
+            raise ValueError(f"{path}: not a video (the container declares no frame count)")
+        total = int(count)
+        result = spot_frames(_video_frames(cap, config.fps), subject=subject or path.stem, video=video or path.stem,
+                             config=config, total=total, progress=progress)
+        # Decoding stops at the first frame it cannot read; the frames the container declares
+        # after it are lost, and counted as damaged.
+        lost = total - result.frames
+        if lost > 0:
+            result.damaged_frames += lost
+            result.notes.append(f"{lost} of the {total} frames the container declares could not be decoded")
+        return result
     finally:
         cap.release()
 
