@@ -19,8 +19,8 @@ How it works (one pass per frame, the batch form replays a recording through the
    talking mouth does not dominate); the frame score is the largest ROI score, smoothed. Macro
    expressions get the same treatment at a longer scale ``K = macro_scale * k``, with ``P(i) -
    P(i-K)`` chained from the k-step vectors.
-4. **Peaks** - an ME apex beats the scores of half the scale before it and ``confirm_frames``
-   after it (a trailing two-frame mean, so the decision waits for no more frames than that); a
+4. **Peaks** - an ME apex beats the scores of half the scale before it and ``confirm_s``
+   after it (a trailing mean over ``smooth_s``, so the decision waits for no more than that); a
    macro apex beats half its scale on either side. They must reach ``min_score`` and
    ``macro_min_score`` (the score is already relative to each ROI's motion level) and, when ``p > 0``, ``mean + p * (max - mean)``
    of the score over a trailing window.
@@ -34,8 +34,8 @@ How it works (one pass per frame, the batch form replays a recording through the
    scale drops short ones (blinks and MEs caught in its wide window, which the ME scale judges)
    and windows whose far end still holds the expression (their detrended apex would sit at the
    onset).
-6. **Blinks and speech** - a frame whose eye aspect ratio dips below ``blink_drop`` of its recent
-   median is a blink; the eye, brow and glabella ROIs score zero wherever a blink lies within the
+6. **Blinks and speech** - a frame whose upper lid drops below ``blink_drop`` of its recent
+   median height is a blink (a smile raises the lower lid and is not one); the eye, brow and glabella ROIs score zero wherever a blink lies within the
    comparison span, so blinks never become candidates (the suppressed frames are counted). A
    candidate during repeated opening and closing of the lips or jaw (speech), or whose own
    displacement profile goes out and back more than once, is dropped and counted.
@@ -43,7 +43,8 @@ How it works (one pass per frame, the batch form replays a recording through the
    more than ``head_motion`` of the crop within ``k`` frames on either side of the apex: after a
    head jerk, or while a blink drags the mesh, what the rigid fit leaves is as large as an ME.
 
-An ME candidate is emitted ``k + confirm_frames`` frames after its score peak, with its interval
+Every span is set in seconds and turned into frames once, so 100 and 200 fps cameras see the same
+windows as 30 fps ones. An ME candidate is emitted ``k`` frames plus ``confirm_s`` after its score peak, with its interval
 cut from the frames there are by then: a few frames after its offset, within the longest ME. When
 the displacement profile already peaks at the newest scored frame (or the one after it) and has
 come back before the newest frame, with no blink near, the candidate is emitted ``k`` frames after
@@ -65,11 +66,13 @@ from mmer.features.face import FaceTracker, alignment_matrix
 from mmer.features.flow import optical_flow, rigid_motion
 from mmer.features.roi import REFERENCE_ROI, ROI_LANDMARKS, eye_aspect_ratio, face_rois, upper_lid_height
 
-__all__ = ["Candidate", "SpotterConfig", "Spotter", "STAGES"]
+__all__ = ["Candidate", "RULES", "SpotterConfig", "Spotter", "STAGES"]
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("face", "align", "flow", "signal", "peaks")
+#: The rejection rules, each of which :attr:`SpotterConfig.rules` can turn off (to measure its cost).
+RULES = ("head_motion", "speech", "ramp", "oscillation", "blink")
 _ROIS = tuple(name for name in ROI_LANDMARKS if name != REFERENCE_ROI)
 # ROIs a blink reaches: the lids and, through the skin around them, the brows and glabella.
 _EYE_ROIS = np.array([name.startswith(("eye", "brow", "glabella")) for name in _ROIS])
@@ -164,6 +167,10 @@ class SpotterConfig:
         is what closes in a blink; a smile narrows the eye from below (the cheek pushes the lower
         lid up), which the eye aspect ratio cannot tell from a blink.
     blink_s : float
+    rules : tuple of str
+        The rejection rules in force, a subset of :data:`RULES` (all by default). Turning one off
+        measures what it costs and what it removes; ``"blink"`` stops blinks from silencing the
+        eye, brow and glabella ROIs.
     """
 
     fps: float = 30.0
@@ -193,6 +200,7 @@ class SpotterConfig:
     speech_relative: float = 0.3
     blink_drop: float = 0.7
     blink_s: float = 1.0
+    rules: tuple[str, ...] = RULES
 
     def __post_init__(self) -> None:
         if self.fps <= 0:
@@ -213,6 +221,9 @@ class SpotterConfig:
             raise ValueError(f"speech_relative must be in [0, 1), got {self.speech_relative}")
         if not 0 < self.edge_fraction < 1 / 3:
             raise ValueError(f"edge_fraction must be in (0, 1/3), got {self.edge_fraction}")
+        unknown = set(self.rules) - set(RULES)
+        if unknown:
+            raise ValueError(f"unknown rule(s) {sorted(unknown)}; known: {', '.join(RULES)}")
         if not 0 < self.blink_drop < 1:
             raise ValueError(f"blink_drop must be in (0, 1), got {self.blink_drop}")
         for name in ("confirm_s", "smooth_s", "window_s", "noise_s", "speech_s", "blink_s"):
@@ -569,7 +580,7 @@ class Spotter:
             level = np.maximum(level * np.sqrt(track.scale / self.k), self.config.noise_floor_px)
             dot = -(before * after).sum(axis=1)
             per_roi = np.sqrt(np.maximum(dot, 0.0)) / level
-            if self._blink_near(j, track.scale):
+            if "blink" in self.config.rules and self._blink_near(j, track.scale):
                 # Eyelids in a blink go out and back like an ME: the eye ROIs sit this one out.
                 per_roi[_EYE_ROIS] = 0.0
                 self.rejected["blink_frames"] += track.name == "me"
@@ -598,7 +609,7 @@ class Spotter:
 
     def _peaks(self, track: _Track, pos: int, *, final: bool) -> list[Candidate]:
         half = max(2, track.scale // 2)
-        # An ME apex is confirmed once its score has fallen for ``confirm_frames`` frames (the
+        # An ME apex is confirmed once its score has fallen for ``confirm_s`` (the
         # live decision waits for it); a macro apex must beat half its scale on both sides.
         ahead = min(half, self._confirm) if track.name == "me" else half
         newest = pos - track.scale - self._lead(track)  # the newest frame whose smoothed score is known
@@ -654,10 +665,10 @@ class Spotter:
             self.rejected["no_face"] += 1
             return None
         scale = track.scale
-        if self._speaking(j):
+        if "speech" in cfg.rules and self._speaking(j):
             self.rejected["speech"] += 1
             return None
-        if track.name == "me" and self._head_moved(j):
+        if track.name == "me" and "head_motion" in cfg.rules and self._head_moved(j):
             self.rejected["head_motion"] += 1
             return None
         # Neutral ends: half the ME scale beyond the comparison span, half the scale for macros
@@ -689,7 +700,7 @@ class Spotter:
             return None
         profile = d @ (direction / norm)
         peak = int(np.argmax(profile))
-        if np.linalg.norm(drift) > cfg.ramp_ratio * profile[peak]:
+        if "ramp" in cfg.rules and np.linalg.norm(drift) > cfg.ramp_ratio * profile[peak]:
             # The region ends far from where it started. On the ME scale: a bump on the rise or
             # fall of a larger movement, which the macro scale judges whole. On the macro scale:
             # the score rose before the expression began (a large movement after, noise before),
@@ -697,7 +708,7 @@ class Spotter:
             # expression itself judges it.
             self.rejected["ramp"] += 1
             return None
-        if track.name == "me" and _reversals(profile, cfg.oscillation * profile[peak]) >= 3:
+        if track.name == "me" and "oscillation" in cfg.rules and _reversals(profile, cfg.oscillation * profile[peak]) >= 3:
             # The region went out and back more than once around the apex: speech or chewing
             # that the landmarks missed (a closed mouth, a small movement), not one expression.
             self.rejected["oscillation"] += 1
@@ -781,7 +792,8 @@ class Spotter:
         if len(near) < 4:
             return False
         signals = np.asarray([f.mouth for f in near])
-        wobble = cfg.speech_px / float(np.median([f.eyes_px for f in near]))
+        sizes = [f.eyes_px for f in near if np.isfinite(f.eyes_px)]
+        wobble = cfg.speech_px / float(np.median(sizes)) if sizes else 0.0
         # Landmark noise: the median frame-to-frame change over the last 10 s.
         noise = np.median(np.asarray(self._mouth_steps), axis=0) if self._mouth_steps else np.zeros(2)
         steps = [max(cfg.speech_step, wobble, 5.0 * float(noise[c]), cfg.speech_relative * float(np.ptp(signals[:, c])))
