@@ -70,7 +70,7 @@ def test_spans_are_set_in_seconds_whatever_the_frame_rate():
 
 def test_a_smile_is_not_a_blink(shared_data):
     """single_face.mp4 smiles from about frame 17 to its end (the eye aspect ratio drops to 0.79 of
-    its neutral value as the cheeks rise) and blinks once, at frames 25-29. Only the blink counts:
+    its neutral value as the cheeks rise) and blinks once, at frames 25-30. Only the blink counts:
     the upper lid closes in a blink, the lower lid rises in a smile."""
     cap = cv2.VideoCapture(str(shared_data / "video" / "single_face.mp4"))
     with Spotter(config=SpotterConfig(fps=30.0)) as spotter:

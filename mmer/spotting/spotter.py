@@ -35,8 +35,9 @@ How it works (one pass per frame, the batch form replays a recording through the
    and windows whose far end still holds the expression (their detrended apex would sit at the
    onset).
 6. **Blinks and speech** - a frame whose upper lid drops below ``blink_drop`` of its recent
-   median height is a blink (a smile raises the lower lid and is not one); the eye, brow and glabella ROIs score zero wherever a blink lies within the
-   comparison span, so blinks never become candidates (the suppressed frames are counted). A
+   median height is a blink (a smile raises the lower lid and is not one); the eye, brow and
+   glabella ROIs score zero wherever a blink lies within the comparison span, so blinks never
+   become candidates (the suppressed frames are counted). A
    candidate during repeated opening and closing of the lips or jaw (speech), or whose own
    displacement profile goes out and back more than once, is dropped and counted.
 7. **Head motion** - an ME candidate is dropped (and counted) when the landmark alignment moved
@@ -44,9 +45,10 @@ How it works (one pass per frame, the batch form replays a recording through the
    head jerk, or while a blink drags the mesh, what the rigid fit leaves is as large as an ME.
 
 Every span is set in seconds and turned into frames once, so 100 and 200 fps cameras see the same
-windows as 30 fps ones. An ME candidate is emitted ``k`` frames plus ``confirm_s`` after its score peak, with its interval
-cut from the frames there are by then: a few frames after its offset, within the longest ME. When
-the displacement profile already peaks at the newest scored frame (or the one after it) and has
+windows as 30 fps ones. An ME candidate is emitted ``k`` frames plus ``confirm_s`` after its score
+peak, with its interval cut from the frames there are by then: a few frames after its offset,
+within the longest ME. When the displacement profile already peaks at the newest scored frame (or
+the sample after it) and has
 come back before the newest frame, with no blink near, the candidate is emitted ``k`` frames after
 the score peak, without waiting for the confirmation.
 """
@@ -198,7 +200,7 @@ class SpotterConfig:
     speech_px: float = 1.5
     speech_reversals: int = 3
     speech_relative: float = 0.3
-    blink_drop: float = 0.7
+    blink_drop: float = 0.75
     blink_s: float = 1.0
     rules: tuple[str, ...] = RULES
 
