@@ -200,7 +200,7 @@ class SpotterConfig:
     speech_px: float = 1.5
     speech_reversals: int = 3
     speech_relative: float = 0.3
-    blink_drop: float = 0.75
+    blink_drop: float = 0.8
     blink_s: float = 1.0
     rules: tuple[str, ...] = RULES
 
