@@ -10,13 +10,14 @@ from mmer.spotting.megc import (
     spotting_scores,
     write_predictions,
 )
-from mmer.spotting.spotter import STAGES, Candidate, Spotter, SpotterConfig
+from mmer.spotting.spotter import RULES, STAGES, Candidate, Spotter, SpotterConfig
 
 __all__ = [
     "Candidate",
     "Spotter",
     "SpotterConfig",
     "STAGES",
+    "RULES",
     "SpotResult",
     "spot_frames",
     "spot_recording",

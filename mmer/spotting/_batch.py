@@ -77,6 +77,11 @@ def spot_frames(
         signal = {name: list(rows) for name, rows in spotter.signal.items()}
         result = SpotResult(subject, video, found, signal, face, dict(spotter.rejected),
                             spotter.ms_per_frame(), spotter.frames, damaged)
+        # An ME is judged on the k frames before and after its apex, with neutral frames beyond.
+        short = result.frames < 3 * spotter.k
+    if short:
+        result.notes.append(f"only {result.frames} frame(s): an ME needs about {3 * spotter.k} at "
+                            f"{spotter.config.fps:g} fps (neutral frames before and after it)")
     if result.frames and face["with_landmarks"] == 0:
         result.notes.append("no face found in any frame: no candidates")
     elif face["lost_intervals"]:
