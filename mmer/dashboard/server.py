@@ -228,8 +228,11 @@ class DashboardServer:
     async def _broadcast(self) -> None:
         """Every tick: what arrived, as one JSON text shared by all pages; stream stats twice a second."""
         last_stats = 0.0
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            await asyncio.sleep(self.tick)
+            due = max(due + self.tick, loop.time())  # a fixed cadence: the work does not stretch the tick
+            await asyncio.sleep(due - loop.time())
             update = self.watcher.drain()
             message = {"type": "tick", "now": local_clock(), "wall": time.time(),
                        "points": update["points"], "markers": update["markers"]}

@@ -75,7 +75,7 @@
     if (score.plot) return score.plot;
     const el = document.getElementById("score");
     score.plot = new uPlot({
-      width: el.clientWidth || 900, height: 170, legend: { show: true }, cursor: { show: false },
+      width: el.clientWidth || 900, height: 170, legend: { show: true, live: false }, cursor: { show: false },
       scales: { x: { time: false, range: xRange } },
       axes: [xAxis(), { size: 40 }],
       series: [{}, { label: "ME scale", stroke: "#3949ab", width: 1, spanGaps: true },
