@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -41,6 +42,8 @@ class DashboardProcess:
         self.recording = recording
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
+        self.url: str | None = None
+        self.ready = threading.Event()
         self.cpu_s: float | None = None
         self.wall_s: float | None = None
         self._t0 = 0.0
@@ -53,22 +56,37 @@ class DashboardProcess:
         return cmd + self.extra_args
 
     def start(self) -> None:
-        """Start the child; it prints the page's URL on this process's stderr."""
+        """Start the child; its stderr (the page's URL first) is passed on to this process's stderr."""
         self._t0 = time.monotonic()
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        threading.Thread(target=self._relay, args=(self.proc.stderr,), name="dash-stderr", daemon=True).start()
+
+    def _relay(self, stream) -> None:
+        for line in stream:
+            if self.url is None and line.startswith("dashboard: "):
+                self.url = line.split(" ", 1)[1].strip()
+                self.ready.set()
+            sys.stderr.write(line)
+
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds (user + system) the child has used so far; ``None`` when it is not running."""
+        import psutil
+
+        if self.proc is None:
+            return None
+        try:
+            times = psutil.Process(self.proc.pid).cpu_times()
+        except psutil.Error:
+            return None
+        return times.user + times.system
 
     def stop(self) -> None:
         """Stop the child (SIGTERM, then SIGKILL after 5 s) and keep the CPU seconds it used."""
         if self.proc is None:
             return
-        import psutil
-
         self.wall_s = time.monotonic() - self._t0
-        try:
-            times = psutil.Process(self.proc.pid).cpu_times()
-            self.cpu_s = times.user + times.system
-        except psutil.Error:
-            self.cpu_s = None
+        self.cpu_s = self.cpu_seconds()
         self.proc.terminate()
         try:
             self.proc.wait(timeout=5)

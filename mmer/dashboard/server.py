@@ -299,7 +299,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 8765, predicate: str | None = 
     watcher = SessionWatcher(predicate=predicate, stall_after=stall_after, video_fps=video_fps, face=face).start()
     dash = DashboardServer(watcher, recording=recording)
     config = uvicorn.Config(dash.app, log_level="warning", access_log=False, lifespan="on", ws="websockets-sansio",
-                            timeout_graceful_shutdown=1)
+                            ws_per_message_deflate=False, timeout_graceful_shutdown=1)  # loopback: no compression
     server = uvicorn.Server(config)
     if not is_loopback(host):
         print(f"mmer dashboard: warning: listening on {host}, reachable from other machines; anyone with the "

@@ -10,6 +10,7 @@ stop the session it watches.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import math
@@ -184,7 +185,8 @@ class SessionWatcher:
 
     # -- samples ----------------------------------------------------------------------------------
     def _pull_loop(self) -> None:
-        while not self._stop.wait(0.01):
+        while not self._stop.is_set():
+            time.sleep(0.02)  # a plain sleep: a timed Event.wait costs more CPU at this rate
             now = time.monotonic()
             for st in list(self.streams.values()):
                 inlet = st.inlet
@@ -224,10 +226,10 @@ class SessionWatcher:
         if st.type in _PHYSIO or st.type == SCORE_TYPE:
             values = np.asarray(samples, dtype=float)
             points = self._points(st, ts, values)
-            st.trace.extend(points)
-            while st.trace and st.trace[0][0] < st.last_ts - _HISTORY_S:
-                st.trace.popleft()
             with self._lock:
+                st.trace.extend(points)
+                while st.trace and st.trace[0][0] < st.last_ts - _HISTORY_S:
+                    st.trace.popleft()
                 self._new_points.setdefault(st.name, []).extend(points)
         elif st.fmt == pylsl.cf_string:
             for t, row in zip(ts.tolist(), samples, strict=True):
@@ -321,20 +323,26 @@ class SessionWatcher:
 
     # -- physiology events ------------------------------------------------------------------------
     def _physio_loop(self) -> None:
-        while not self._stop.wait(1.0):
+        """Every 2 s, events in the last 12 s; those found earlier, before that span, are kept."""
+        span = 12.0
+        while not self._stop.wait(2.0):
             for st in list(self.streams.values()):
                 if st.type not in _PHYSIO or st.nominal_hz <= 0 or len(st.trace) < 5 * st.nominal_hz:
                     continue
-                pts = list(st.trace)[-int(20 * st.nominal_hz):]
-                t = np.array([p[0] for p in pts])
-                x = np.array([p[2] for p in pts], dtype=float)
+                with self._lock:
+                    pts = np.array(list(itertools.islice(reversed(st.trace), int(span * st.nominal_hz)))[::-1],
+                                   dtype=float)
+                t, x = pts[:, 0], pts[:, 2]
                 try:
-                    idx = physio_events(st.type, x, st.nominal_hz)
+                    idx = physio_events(st.type, np.nan_to_num(x, nan=float(np.nanmean(x))), st.nominal_hz)
                 except Exception as err:  # noqa: BLE001 - neurokit2 on a flat or odd signal: no events
                     log.debug("no %s events: %s", st.name, err)
                     idx = np.zeros(0, dtype=int)
+                # The edges of the span are where a filter or peak finder is least sure: an event
+                # in the first 2 s is taken from the earlier analysis, which saw it in the middle.
                 with self._lock:
-                    self._peaks[st.name] = [float(v) for v in t[idx]]
+                    kept = [v for v in self._peaks.get(st.name, []) if t[-1] - _HISTORY_S < v < t[0] + 2.0]
+                    self._peaks[st.name] = kept + [float(v) for v in t[idx] if v >= t[0] + 2.0]
 
     # -- what the page reads ----------------------------------------------------------------------
     def stats(self) -> list[dict]:

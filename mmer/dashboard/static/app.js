@@ -172,7 +172,7 @@
       const hit = Object.values(truth).find((g) => g.onset <= d.offset && d.onset <= g.offset);
       const truthCell = hit ? `<td class="hit">${esc(hit.kind)} ${esc(hit.emotion || "")}</td>`
         : `<td class="miss">${Object.keys(truth).length ? "none" : "-"}</td>`;
-      return `<tr class="${esc(d.stage)}" data-candidate="${d.candidate_id}"><td>${fmt(d.t_onset - now(), 1)} s</td>
+      return `<tr class="${esc(d.stage)}" data-candidate="${d.candidate_id}"><td>${fmt(d.t_onset, 1)} s</td>
         <td>${d.candidate_id}</td><td>${esc(d.stage)}</td><td>${esc(d.kind)}</td><td>${esc(d.label)}</td>
         <td class="probs">${probs}</td>${truthCell}<td>${fmt(d.latency_ms, 0)}</td></tr>`;
     });
