@@ -294,6 +294,22 @@ def test_listen_addresses_and_bad_values():
     proc = subprocess.run([sys.executable, "-m", "mmer", "dashboard", "--listen", "nowhere:http"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "mmer dashboard: error: --dashboard/--listen must be HOST:PORT" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "mmer", "live", "--config", "missing.yaml", "--dashboard", "x:y"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "mmer live: error: --dashboard/--listen must be HOST:PORT" in proc.stderr
+
+
+def test_another_interface_needs_an_explicit_host_and_warns():
+    server = _Server([sys.executable, "-m", "mmer", "dashboard", "--listen", "0.0.0.0:0", "--streams", "name='none'",
+                      "--no-face", "--exit-with", str(os.getpid())])
+    try:
+        said = [x for x in server.lines if x.startswith(("mmer dashboard: warning", "dashboard: "))]
+        assert said[0].startswith("mmer dashboard: warning: listening on 0.0.0.0, reachable from other machines")
+        assert said[1].startswith("dashboard: http://0.0.0.0:")
+        port = server.base.rsplit(":", 1)[1]
+        assert _status(f"http://127.0.0.1:{port}/?token={server.token}") == 200
+    finally:
+        server.stop()
 
 
 @pytest.mark.slow
