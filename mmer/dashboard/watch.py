@@ -58,6 +58,7 @@ class StreamState:
     gone: bool = False
     last_ts: float | None = None
     last_arrival: float | None = None
+    endpoint: str = ""
     opened_at: float = field(default_factory=time.monotonic)
     stamps: deque = field(default_factory=lambda: deque(maxlen=2048))
     trace: deque = field(default_factory=lambda: deque(maxlen=20000))
@@ -148,7 +149,8 @@ class SessionWatcher:
                                      fmt=info.channel_format(), info=info)
                     with self._lock:
                         self.streams[key] = st
-                if st.inlet is None:
+                if st.inlet is None or st.gone:
+                    # A stream that comes back gets a fresh inlet and metadata (its pixels may have moved).
                     self._open(st, info)
                 st.gone = False
             with self._lock:
@@ -166,7 +168,18 @@ class SessionWatcher:
         except Exception as err:  # noqa: BLE001 - pylsl's timeout and lost errors: retried next round
             log.debug("cannot open %s yet: %s", st.name, err)
             return
+        with self._lock:
+            old, st.inlet = st.inlet, None
+        if old is not None:
+            old.close_stream()
         st.info = full
+        if st.type in _VIDEO:
+            from mmer.streams import StreamSpec
+
+            try:  # a camera that comes back may publish its pixels elsewhere
+                st.endpoint = StreamSpec.from_info(full).extra.get("zmq/endpoint", "")
+            except ValueError:
+                st.endpoint = ""
         st.opened_at = time.monotonic()
         with self._lock:
             st.inlet = inlet
@@ -191,13 +204,15 @@ class SessionWatcher:
             for st in list(self.streams.values()):
                 inlet = st.inlet
                 if inlet is None:
+                    self._check_stall(st, now)
                     continue
                 try:
                     samples, stamps = inlet.pull_chunk(timeout=0.0, max_samples=4096)
                 except Exception as err:  # noqa: BLE001 - LostError: reopened when it is resolved again
                     log.info("stream %s lost: %s", st.name, err)
                     with self._lock:
-                        st.inlet = None
+                        if st.inlet is inlet:  # not one that discovery has just reopened
+                            st.inlet = None
                     continue
                 if stamps:
                     self._take(st, samples, stamps, now)
@@ -222,7 +237,8 @@ class SessionWatcher:
         st.received += len(ts)
         st.last_ts = float(ts[-1])
         st.last_arrival = now
-        st.stamps.extend(ts.tolist())
+        with self._lock:
+            st.stamps.extend(ts.tolist())
         if st.type in _PHYSIO or st.type == SCORE_TYPE:
             values = np.asarray(samples, dtype=float)
             points = self._points(st, ts, values)
@@ -247,7 +263,6 @@ class SessionWatcher:
 
     # -- video ------------------------------------------------------------------------------------
     def _video_loop(self) -> None:
-        from mmer.streams import StreamSpec
         from mmer.transport import FrameSubscriber
 
         sub = None
@@ -259,10 +274,7 @@ class SessionWatcher:
                            if s.type == "VideoRGB" and s.inlet is not None and not s.gone), None)
                 if st is None:
                     continue
-                try:
-                    ep = StreamSpec.from_info(st.info).extra.get("zmq/endpoint", "")
-                except ValueError:
-                    ep = ""
+                ep = st.endpoint
                 if not ep:
                     continue
                 if sub is None or ep != endpoint or st.name != name:
@@ -350,7 +362,8 @@ class SessionWatcher:
         now_lsl = local_clock()
         rows = []
         for st in sorted(list(self.streams.values()), key=lambda s: (s.type, s.name)):
-            stamps = np.asarray(st.stamps, dtype=float)
+            with self._lock:
+                stamps = np.array(st.stamps, dtype=float)
             recent = stamps[stamps >= now_lsl - 5.0] if stamps.size else stamps
             span = min(5.0, time.monotonic() - st.opened_at)
             effective = len(recent) / span if span > 0.5 else None
