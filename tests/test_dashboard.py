@@ -282,6 +282,39 @@ def test_the_token_is_required_and_nothing_mutates(dashboard):
         assert err.value.response.status_code == 403
     with connect(f"{base.replace('http', 'ws')}/ws?token={token}", open_timeout=10) as ws:
         assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+    with urllib.request.urlopen(f"{base}/api/state?token={token}", timeout=10) as resp:
+        assert json.loads(resp.read())["refused"] >= 6  # each refusal is counted
+
+
+def test_score_tap_pushes_each_new_score_once_with_its_capture_time():
+    from collections import deque
+
+    from mmer.dashboard.tap import ScoreTap
+
+    source = f"tap-{uuid.uuid4().hex[:8]}"
+    tap = ScoreTap(source, period=0.0)
+    found = pylsl.resolve_byprop("source_id", source, 1, 10.0)
+    assert found, "the score stream is not on LSL"
+    inlet = pylsl.StreamInlet(found[0], max_buflen=10)
+    inlet.open_stream(timeout=10)
+    signal = {"me": deque(), "mae": deque(), "other": deque([(0, 0.0, 9.0)])}
+    for i in range(5):
+        signal["me"].append((i, 100.0 + i / 30, float(i)))
+        if i >= 2:
+            signal["mae"].append((i - 2, 100.0 + (i - 2) / 30, 10.0 + i))
+        tap(signal, 0.5)
+        tap(signal, 0.5)  # nothing new: nothing pushed
+    rows, stamps = [], []
+    deadline = time.monotonic() + 10
+    while len(rows) < 8 and time.monotonic() < deadline:  # read while the outlet lives
+        got, ts = inlet.pull_chunk(timeout=0.5)
+        rows += got
+        stamps += ts
+    inlet.close_stream()
+    tap.close()
+    assert [(int(r[0]), int(r[1])) for r in rows] == [(0, 0), (1, 0), (2, 0), (0, 1), (3, 0), (1, 1), (4, 0), (2, 1)]
+    assert stamps[:2] == pytest.approx([100.5, 100.5 + 1 / 30], abs=1e-6)  # capture time + clock offset
+    assert [r[2] for r in rows if r[1] == 1] == [12.0, 13.0, 14.0]
 
 
 def test_listen_addresses_and_bad_values():

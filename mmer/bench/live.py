@@ -43,8 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1000, help="synthetic lab seed, >= 1000 (held out)")
     parser.add_argument("--checkpoint", default="demo", help="model checkpoint (default: the packaged demo)")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds before RSS is taken as the baseline")
-    parser.add_argument("--dashboard", action="store_true",
-                        help="run twice, without and then with the dashboard, and compare (mmer.dashboard.cost)")
+    parser.add_argument("--dashboard", nargs="?", const="off-on", choices=["off-on", "on-off"],
+                        help="run twice, without and with the dashboard (in this order; on-off reverses it), "
+                        "and compare (mmer.dashboard.cost)")
 
 
 def run(args: argparse.Namespace) -> dict:

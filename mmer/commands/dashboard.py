@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 
@@ -36,11 +37,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--stall-after must be > 0, got {args.stall_after}")
     if not 0 < args.video_fps <= 30:
         raise ValueError(f"--video-fps must be in (0, 30], got {args.video_fps}")
-    try:
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError:
-        raise ValueError("the dashboard needs its extra: pip install 'mmer[dashboard]'") from None
+    if any(importlib.util.find_spec(name) is None for name in ("starlette", "uvicorn")):
+        raise ValueError("the dashboard needs its extra: pip install 'mmer[dashboard]'")
     if args.session_id:
         from mmer.streams import configure_lsl
 

@@ -1,6 +1,6 @@
 """What the dashboard costs a live session: ``mmer bench live --dashboard`` runs the same session twice.
 
-The first run has no dashboard; the second has ``mmer dashboard`` in its child process, the
+One run has no dashboard; the other has ``mmer dashboard`` in its child process, the
 spotter's score tap, and one WebSocket reader in a process of its own standing in for the
 browser (it reads every message, as a page does, and draws nothing). Both runs use the same
 seed, so the same frames reach the spotter; the figures to compare are the early-ME latency,
@@ -24,7 +24,10 @@ __all__ = ["paired_runs", "read_feed"]
 
 
 def paired_runs(args: argparse.Namespace, run_once: Callable[..., dict]) -> dict:
-    """Run ``run_once`` without and then with the dashboard, in one LSL session; report both and the cost.
+    """Run ``run_once`` without and with the dashboard, in one LSL session; report both and the cost.
+
+    ``args.dashboard`` is the order: ``"off-on"`` (default) or ``"on-off"``, to tell the
+    dashboard's cost from the second run's.
 
     CPU is counted while the pipeline runs (from when its consumers start to when they stop), and
     from ``args.warmup`` seconds on, so that neither process's start-up (imports, model, face
@@ -32,10 +35,13 @@ def paired_runs(args: argparse.Namespace, run_once: Callable[..., dict]) -> dict
     """
     from mmer.dashboard.process import DashboardProcess
     from mmer.dashboard.tap import ScoreTap
+    from mmer.live.demo import LSL_WARNINGS_ONLY
+    from mmer.streams import configure_lsl
 
     session = f"mmer-bench-live-{uuid.uuid4().hex[:8]}"
+    configure_lsl(session, extra_lines=LSL_WARNINGS_ONLY)  # before the score tap's outlet loads liblsl
     results = {}
-    for mode in ("without", "with"):
+    for mode in ("with", "without") if args.dashboard == "on-off" else ("without", "with"):
         consumers, tap, dash = [], None, None
         if mode == "with":
             dash = DashboardProcess("127.0.0.1:0", extra_args=["--streams", "starts-with(name,'mmer.')"])
@@ -68,6 +74,7 @@ def paired_runs(args: argparse.Namespace, run_once: Callable[..., dict]) -> dict
             else results["with"]["dashboard_cpu_pct"] / (os.cpu_count() or 1),
             "feed": results["with"]["feed"],
         },
+        "order": args.dashboard,
         "cpus": os.cpu_count(),
         "load_avg_1m": os.getloadavg()[0],
     }

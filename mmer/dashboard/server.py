@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import ipaddress
 import json
-import logging
 import os
 import secrets
 import shutil
@@ -30,8 +29,6 @@ from mmer.clock import local_clock
 from mmer.dashboard.watch import SessionWatcher
 
 __all__ = ["DashboardServer", "parse_listen", "RecordingStatus", "serve"]
-
-log = logging.getLogger(__name__)
 
 _STATIC = {
     "app.js": "text/javascript; charset=utf-8",
@@ -111,6 +108,7 @@ class _Client:
     def __init__(self, depth: int) -> None:
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=depth)
         self.cut = False
+        self.sender: asyncio.Task | None = None
 
 
 class DashboardServer:
@@ -138,7 +136,8 @@ class DashboardServer:
         self.tick = tick
         self.queue_depth = queue_depth
         self.clients: set[_Client] = set()
-        self.refused = 0
+        self.refused = 0  # requests and handshakes without the right token
+        self.cut_off = 0  # pages that stopped reading and were disconnected
         self.sent = 0
         self._video_seq = -1
         self.app = self._build()
@@ -186,33 +185,35 @@ class DashboardServer:
         from starlette.responses import JSONResponse
 
         return JSONResponse({"streams": self.watcher.stats(), "recording": self._recording(),
-                             "clients": len(self.clients)}, headers=_HEADERS)
+                             "clients": len(self.clients), "refused": self.refused, "cut_off": self.cut_off,
+                             "messages_sent": self.sent, "video_errors": self.watcher.errors}, headers=_HEADERS)
 
     async def _ws(self, websocket):
-        from starlette.websockets import WebSocketDisconnect
-
         await websocket.accept()
         client = _Client(self.queue_depth)
         hello = {"type": "hello", "now": local_clock(), "wall": time.time(), **self.watcher.snapshot(),
                  "streams": self.watcher.stats(), "recording": self._recording()}
         self.clients.add(client)
         reader = asyncio.create_task(self._ignore_input(websocket))
+        client.sender = asyncio.create_task(self._send_loop(websocket, client, hello))
         try:
-            await websocket.send_text(json.dumps(hello, separators=(",", ":")))
-            while not client.cut and not reader.done():
-                try:
-                    text = await asyncio.wait_for(client.queue.get(), timeout=1.0)
-                except TimeoutError:
-                    continue
-                await websocket.send_text(text)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            pass
+            await asyncio.wait({reader, client.sender}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.clients.discard(client)
-            reader.cancel()
+            for task in (reader, client.sender):
+                task.cancel()
             if client.cut:
                 with contextlib.suppress(Exception):
-                    await websocket.close(code=1013)
+                    await asyncio.wait_for(websocket.close(code=1013), timeout=1.0)
+
+    @staticmethod
+    async def _send_loop(websocket, client: _Client, hello: dict) -> None:
+        from starlette.websockets import WebSocketDisconnect
+
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await websocket.send_text(json.dumps(hello, separators=(",", ":")))
+            while True:
+                await websocket.send_text(await client.queue.get())
 
     @staticmethod
     async def _ignore_input(websocket) -> None:
@@ -252,7 +253,12 @@ class DashboardServer:
                     client.queue.put_nowait(text)
                     self.sent += 1
                 except asyncio.QueueFull:
-                    client.cut = True
+                    # A page that stopped reading: its sender may wait on a full socket, so it is
+                    # cancelled, and the page is closed (it reconnects and starts from a snapshot).
+                    if not client.cut:
+                        client.cut = True
+                        self.cut_off += 1
+                        client.sender.cancel()
 
 
 class _TokenGate:
