@@ -397,6 +397,10 @@ class LivePipeline:
         Show the terminal view (``None``: follow ``config.outputs.status``).
     on_decision : callable, optional
         Called with every published :class:`Decision` (from the decision thread).
+    on_score : callable, optional
+        A read-only observer of the spotter, called from the spotter thread after each frame with
+        the spotter's score history (``{track: [(frame, capture time, score), ...]}``) and the RGB
+        stream's clock offset (the dashboard's :class:`~mmer.dashboard.ScoreTap`).
     """
 
     def __init__(
@@ -408,6 +412,7 @@ class LivePipeline:
         record_dir: str | Path | None = None,
         status: bool | None = None,
         on_decision: Callable[[Decision], None] | None = None,
+        on_score: Callable[[dict, float], None] | None = None,
     ) -> None:
         self.config = config
         self._extra_sources = list(sources or [])
@@ -415,6 +420,7 @@ class LivePipeline:
         self.record_dir = Path(record_dir) if record_dir is not None else config.recording.dir
         self._status_flag = status
         self.on_decision = on_decision
+        self.on_score = on_score
         self.latency = LatencyTracker()
         self.counters = _Counters()
         self.decisions: list[Decision] = []
@@ -682,6 +688,8 @@ class LivePipeline:
                         break
                     continue
                 cands = spotter.push(item.index, item.t, item.data)
+                if self.on_score is not None:
+                    self.on_score(spotter.signal, self.rgb_reader.clock_offset)
                 if cands:
                     self._emit(cands, closing=(item.t, item.t_recv, item.t_buf))
             self._emit(spotter.flush(), closing=None)
