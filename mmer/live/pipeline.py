@@ -44,11 +44,11 @@ from mmer.clock import local_clock
 from mmer.config import SessionConfig
 from mmer.errors import MmerError
 from mmer.fusion import AlignmentBuffer
+from mmer.live import signals
 from mmer.live._recognizer import SessionRecognizer
 from mmer.live._sources import SensorProcess, start_failures, stop_sources
 from mmer.live.events import Decision, EventOutlet
 from mmer.live.latency import LatencyTracker
-from mmer.live import signals
 from mmer.live.recorder import SessionRecorder, check_recording_dir
 from mmer.streams import StreamSpec
 from mmer.transport import FrameSubscriber
