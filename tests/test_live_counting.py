@@ -26,15 +26,16 @@ def test_frames_dropped_at_the_high_water_mark_are_counted_without_a_later_frame
     outlet = VideoOutlet(spec, publisher=publisher)
     buffer = AlignmentBuffer(seconds=10)
     info = pylsl.resolve_byprop("source_id", outlet.spec.source_id, 1, 5.0)[0]
-    slow = threading.Event()
+    pushed = threading.Event()
     reader = _VideoReader(outlet.spec, buffer, stall_timeout=5.0, hwm=1, info=info,
-                          on_frame=lambda *_: slow.wait(0.05))
+                          on_frame=lambda *_: pushed.wait(10.0))
     try:
         reader.start()
         assert outlet.wait_for_consumers(5.0)
         frame = np.zeros((480, 640, 3), np.uint8)
-        for i in range(40):  # far faster than the reader takes them: most never fit the queue
+        for i in range(40):  # the reader is held on its first frame: 36 MB cannot fit the queues
             outlet.push(frame, i, time.monotonic())
+        pushed.set()
         reader.stop(drain=True)
         reader.join(10.0)
         assert not reader.is_alive()
