@@ -7,7 +7,7 @@ Every model takes a dict batch (see :mod:`mmer.models._base`) with a ``(B, 3)`` 
 over ``("video", "depth", "physio")``, so any subset of modalities works with any model.
 """
 
-from mmer.models import dfrnet, hsta, late_fusion, physionet, ststnet  # noqa: F401  (registration)
+from mmer.models import dfrnet, flowcnn, hsta, late_fusion, physionet, ststnet  # noqa: F401  (registration)
 from mmer.models._base import MODALITIES, InputConfig, RecognitionModel
 from mmer.models._registry import create_model, list_models, register_model
 from mmer.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
