@@ -193,3 +193,14 @@ def test_class_missing_from_a_training_fold_is_reported():
     r = cross_validate(ss, TrainOptions(model="ststnet", epochs=1, modalities=("video",)), progress=False)
     missing = {f["fold"]: f["missing_train_classes"] for f in r["folds"]}
     assert missing == {"sub0": [], "sub1": ["surprise"], "sub2": []} and r["n_folds"] == 3
+
+
+def test_train_defaults_to_flowcnn_on_flow_images(tmp_path, capsys):
+    ss = toy_set(n_subjects=3, per_subject=3)
+    labels = [json.loads(raw)["emotion"] for raw in ss.labels]
+    write_flowimages(tmp_path / "fi", ss.arrays["flow"], subjects=ss.subjects, samples=ss.ids, labels=labels)
+    assert main(["train", "--data", f"flowimages:{tmp_path / 'fi'}", "--epochs", "2", "--modalities", "video",
+                 "--workers", "1", "--no-checkpoint", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["model"] == "flowcnn" and res["options"]["ema"] > 0 and res["features"]["image_size"] == 16
+    assert res["leakage"]["epochs_recorded"] == 2 and res["n_folds"] == 3
