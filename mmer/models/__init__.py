@@ -12,7 +12,7 @@ from mmer.models._base import MODALITIES, InputConfig, RecognitionModel
 from mmer.models._registry import create_model, list_models, register_model
 from mmer.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mmer.models.metrics import confusion_matrix, recognition_scores
-from mmer.models.recognizer import DEMO_CHECKPOINT, Recognizer
+from mmer.models.recognizer import COMPOSITE_CHECKPOINT, DEMO_CHECKPOINT, Recognizer
 
 __all__ = [
     "MODALITIES",
@@ -28,4 +28,5 @@ __all__ = [
     "recognition_scores",
     "Recognizer",
     "DEMO_CHECKPOINT",
+    "COMPOSITE_CHECKPOINT",
 ]
