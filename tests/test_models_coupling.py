@@ -32,3 +32,4 @@ def test_synth_cli_takes_the_coupling(tmp_path, capsys):
     assert main(["synth", "casme3", str(tmp_path / "s"), "--subjects", "1", "--videos", "1", "--seconds", "2",
                  "--size", "160x120", "--no-depth", "--physio-coupling", "-1"]) == 2
     assert "physio_coupling" in capsys.readouterr().err
+

@@ -16,7 +16,13 @@ Four parts, all on synthetic data drawn from the *held-out* face ``45-m7-di-ph.j
    (CASME II + SAMM + SMIC, flowimages layout) over several training seeds: mean +- sd of UF1/UAR,
    per source dataset, the leakage report beside it, the seed ensemble, and the ms per candidate of
    the packaged composite checkpoint on one core (mmer's TV-L1 flow on a real clip plus the model).
-   Each seed's run is kept under ``--composite-out`` and reused, so a long run resumes.
+   Each seed's run is kept under ``--composite-out`` and reused, so a long run resumes;
+6. **dose** (fusion dose-response): synthetic sets at physiology couplings ``--couplings``
+   (0 = physiology holds no emotion information), 4 classes, folds grouped by face. At each
+   coupling: the video model alone, gradient boosting on the physiology features alone, and their
+   late fusion (log-linear, the physiology weight chosen inside the training faces only); the
+   fused-minus-video UF1 gain gets a session-level paired bootstrap CI. At coupling 0 the gain must
+   vanish.
 """
 
 from __future__ import annotations
@@ -46,7 +52,11 @@ HELD_OUT_FACE = "45-m7-di-ph.jpg"
 _BUILDER_VERSION = 2
 
 
-_PARTS = ("inference", "flowimages", "multimodal", "composite")
+_PARTS = ("inference", "flowimages", "multimodal", "composite", "dose")
+
+#: raw emotions of the 4-class fusion sets (negative, positive, surprise, others)
+FOUR_CLASS_EMOTIONS = {"happy": 1.0, "surprise": 1.0, "others": 1.0, "disgust": 0.25, "fear": 0.25, "anger": 0.25,
+                       "sad": 0.25}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +86,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--composite-out", default=None,
                         help="folder keeping each seed's run for reuse (default: the cache folder)")
     parser.add_argument("--clip", help="a real ME clip (GIF/video, onset to offset) for the composite inference time")
+    parser.add_argument("--couplings", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0],
+                        help="physiology couplings of the dose part (default 0 0.25 0.5 1)")
+    parser.add_argument("--dose-sessions", type=int, default=12,
+                        help="synthetic sessions per coupling, faces used in turn (default 12)")
+    parser.add_argument("--dose-faces", help="folder of faces for the dose part (default: every shared face + astronaut)")
+    parser.add_argument("--dose-video-model", default="flowcnn", help="video model of the dose part (default flowcnn)")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of sessions (default 2000)")
 
 
 def _faces(args) -> list[str]:
@@ -441,6 +458,138 @@ def _composite(args) -> dict:
             "inference": _composite_inference(args), "load_average": list(os.getloadavg())}
 
 
+def fusion_gain(video_proba: np.ndarray, physio_feats: np.ndarray, y: np.ndarray, *, faces, sessions,
+                classes, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Late fusion of video probabilities with gradient boosting on physiology, against video alone.
+
+    Fusion is log-linear, ``log p_video + w * log p_physio``. For each held-out face the boosting
+    model is trained on the other faces, and ``w`` (from :data:`FUSION_WEIGHTS`) is the one that
+    maximises the log-likelihood on those faces' own inner leave-one-face-out physiology
+    probabilities, so the held-out face chooses nothing. When physiology carries no information,
+    ``w`` goes to 0 and fusion returns the video decision. The CI of the fused-minus-video UF1
+    resamples whole sessions with replacement (paired: both systems see the same resample).
+
+    Parameters
+    ----------
+    video_proba : ndarray (n, k)
+        Out-of-fold class probabilities of the video model, from folds grouped by face.
+    physio_feats : ndarray (n, f)
+        Physiology features per sample.
+    y : ndarray (n,)
+        Class indices.
+    faces, sessions : sequence (n,)
+        Face (fold group) and session (bootstrap unit) of every sample.
+    classes : sequence of str
+        Class names.
+    """
+    from mmer.models.metrics import recognition_scores
+
+    faces, sessions, y = np.asarray(faces), np.asarray(sessions), np.asarray(y)
+    k = len(classes)
+    log_video = np.log(np.clip(video_proba, 1e-4, 1.0))
+    physio = np.zeros((len(y), k))
+    fused_log = np.zeros((len(y), k))
+    weights = {}
+    names = list(dict.fromkeys(faces.tolist()))
+    for face in names:
+        test = faces == face
+        inner = np.zeros((len(y), k))
+        for other in names:
+            if other != face:
+                part = faces == other
+                inner[part] = _gbm_proba(physio_feats, y, ~test & ~part, part, k, seed)
+        train = ~test
+        log_inner = np.log(np.clip(inner[train], 1e-4, 1.0))
+        w = max(FUSION_WEIGHTS, key=lambda w: (_log_likelihood(log_video[train] + w * log_inner, y[train]), -w))
+        weights[face] = w
+        physio[test] = _gbm_proba(physio_feats, y, train, test, k, seed)
+        fused_log[test] = log_video[test] + w * np.log(np.clip(physio[test], 1e-4, 1.0))
+
+    def uf1(proba, rows):
+        return recognition_scores(y[rows], proba[rows].argmax(1), class_names=list(classes))["uf1"]
+
+    every = np.arange(len(y))
+    gain = uf1(fused_log, every) - uf1(video_proba, every)
+    units = sorted(set(sessions.tolist()))
+    by_unit = {u: np.flatnonzero(sessions == u) for u in units}
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        rows = np.concatenate([by_unit[u] for u in rng.choice(units, size=len(units), replace=True)])
+        boot.append(uf1(fused_log, rows) - uf1(video_proba, rows))
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return {"video_uf1": uf1(video_proba, every), "physio_uf1": uf1(physio, every), "fused_uf1": uf1(fused_log, every),
+            "gain": float(gain), "gain_ci95": [float(lo), float(hi)], "physio_weight": weights,
+            "n_samples": int(len(y)), "n_sessions": len(units), "n_faces": len(names), "bootstrap": n_boot}
+
+
+#: weights of the physiology log-probabilities tried by the inner (training-faces) selection
+FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _gbm_proba(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, k: int, seed: int) -> np.ndarray:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    gbm = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.05, max_leaf_nodes=15, random_state=seed)
+    gbm.fit(x[train], y[train])
+    out = np.zeros((int(np.count_nonzero(test)), k))
+    out[:, gbm.classes_] = gbm.predict_proba(x[test])
+    return out
+
+
+def _log_likelihood(logits: np.ndarray, y: np.ndarray) -> float:
+    z = logits - logits.max(1, keepdims=True)
+    return float((z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1))).sum())
+
+
+def _dose_faces(args) -> list[str]:
+    from mmer.synth import default_faces
+
+    if args.dose_faces:
+        faces = sorted(str(p) for p in Path(args.dose_faces).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    else:
+        faces = [str(f) for f in default_faces()]
+    return faces + ["astronaut"]
+
+
+def _dose(args) -> dict:
+    from mmer.features.sample import SampleConfig
+    from mmer.models.synthetic import synthetic_sample_set
+    from mmer.models.train import TrainOptions, cross_validate, encode_labels
+
+    faces = _dose_faces(args)
+    cfg = SampleConfig(flow_method="dis", image_size=28)
+    seeds = list(range(5000, 5000 + args.dose_sessions))
+    out = {"faces": [Path(f).name for f in faces], "sessions": args.dose_sessions, "video_model": args.dose_video_model,
+           "labels": "4class", "folds": "leave one face out", "couplings": {}}
+    for c in args.couplings:
+        params = {"faces": out["faces"], "seeds": seeds, "seconds": args.seconds, "cfg": cfg.as_dict(),
+                  "kind": "dose", "coupling": c, "builder": _BUILDER_VERSION}
+        ss, gen_s, cached = _cached_set(f"dose-c{c:g}", params, lambda c=c: synthetic_sample_set(
+            faces=faces, seeds=seeds, seconds=args.seconds, me_per_min=6.0, mae_per_min=1.0,
+            emotions=FOUR_CLASS_EMOTIONS, config=cfg, modalities=("video", "physio"), workers=args.workers,
+            physio_coupling=c, progress=False), use_cache=not args.no_cache)
+        sessions = list(ss.subjects)
+        ss.subjects = [s.rsplit("-", 1)[0] for s in sessions]  # fold by face
+        video = cross_validate(ss, TrainOptions(model=args.dose_video_model, labels="4", modalities=("video",),
+                                                workers=args.workers, **_schedule(args.dose_video_model)),
+                               save_final=False, progress=False, return_predictions=True)
+        y, classes, _ = encode_labels(ss, "4")
+        rows = np.asarray(video["rows"])
+        keep = y[rows] >= 0
+        res = fusion_gain(np.asarray(video["proba"])[keep], ss.arrays["physio_feats"][rows][keep], y[rows][keep],
+                          faces=np.asarray(ss.subjects)[rows][keep], sessions=np.asarray(sessions)[rows][keep],
+                          classes=classes, n_boot=args.bootstrap)
+        out["couplings"][f"{c:g}"] = res | {"generate_s": gen_s if not cached else ss.meta.get("generate_s")}
+    return out
+
+
+def _schedule(model: str) -> dict:
+    from mmer.commands.train import schedule
+
+    return schedule(model)
+
+
 def _sizes() -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -474,6 +623,10 @@ def run(args: argparse.Namespace) -> dict:
     faces = _faces(args)
     sizes = _sizes()
     out, details = {}, {}
+    if "dose" in args.parts:
+        details["dose"] = dose = _dose(args)
+        out["fusion_gain_by_coupling"] = {c: {"gain": r["gain"], "ci95": r["gain_ci95"], "video_uf1": r["video_uf1"]}
+                                          for c, r in dose["couplings"].items()}
     if "composite" in args.parts:
         details["composite"] = comp = _composite(args)
         first = comp["models"][args.composite_model[0]]

@@ -342,6 +342,7 @@ def cross_validate(
     save_final: bool = True,
     progress: bool = True,
     eval_subsets: Sequence[Sequence[str]] = (),
+    return_predictions: bool = False,
 ) -> dict:
     """Run the subject-independent protocol and score the pooled predictions.
 
@@ -360,6 +361,8 @@ def cross_validate(
         Also score each fold's model with only these modalities fed at test time (for example
         ``[("video",), ("video", "physio")]``: how it degrades when a modality is missing); the
         scores land in ``subsets``.
+    return_predictions : bool
+        Also return the pooled out-of-fold ``rows`` and their class ``proba`` (for late fusion).
 
     Returns
     -------
@@ -476,6 +479,8 @@ def cross_validate(
                                    "n_samples": int(len(usable)), "cv_uf1": scores["uf1"]})
             out["checkpoint"] = str(out_dir / "model.pt")
     out["wall_s"] = time.perf_counter() - t_start
+    if return_predictions:
+        out["rows"], out["proba"] = rows.tolist(), proba.tolist()
     if out_dir is not None:
         (Path(out_dir) / "results.json").write_text(json.dumps(_plain(out), indent=2))
     return out
