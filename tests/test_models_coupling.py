@@ -33,3 +33,25 @@ def test_synth_cli_takes_the_coupling(tmp_path, capsys):
                  "--size", "160x120", "--no-depth", "--physio-coupling", "-1"]) == 2
     assert "physio_coupling" in capsys.readouterr().err
 
+
+
+@pytest.mark.slow
+def test_fusion_gain_vanishes_without_physiology_information_and_shows_with_it():
+    from mmer.bench.recognition import fusion_gain
+
+    rng = np.random.default_rng(0)
+    n, k = 240, 4
+    y = np.arange(n) % k
+    faces = np.repeat([f"f{i}" for i in range(6)], n // 6)
+    sessions = np.repeat([f"s{i}" for i in range(12)], n // 12)
+    video = rng.dirichlet(np.ones(k), n)
+    video[np.arange(n), y] += 0.3  # a weak but real video model
+    video /= video.sum(1, keepdims=True)
+    noise = rng.normal(0, 1, (n, 5))
+    null = fusion_gain(video, noise, y, faces=faces, sessions=sessions, classes=list("abcd"), n_boot=100)
+    assert null["physio_uf1"] < 0.4 and abs(null["gain"]) <= 0.03
+    assert null["gain_ci95"][0] <= 0.0 <= null["gain_ci95"][1]
+    informative = noise + np.eye(k)[y] @ rng.normal(0, 2, (k, 5))
+    real = fusion_gain(video, informative, y, faces=faces, sessions=sessions, classes=list("abcd"), n_boot=100)
+    assert real["physio_uf1"] > 0.6 and real["gain"] > 0.05 and real["gain_ci95"][0] > 0.0
+    assert real["n_sessions"] == 12 and real["n_faces"] == 6
