@@ -39,6 +39,9 @@ def _add_knobs(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--emotions", help="comma-separated classes to draw (happy,disgust,surprise,fear,anger,sad,others)")
     g.add_argument("--noise", type=float, dest="noise_sigma", help="sensor noise, grey levels (default 2)")
     g.add_argument("--jpeg-quality", type=int, help="JPEG quality of colour frames (default 90)")
+    g.add_argument("--physio-coupling", type=float,
+                   help="scale of the event-locked physiological responses, which carry the emotion: "
+                        "0 = physiology holds no emotion information, 1 = default")
     g.add_argument("--no-distractors", action="store_true",
                    help="no head motion, speech, flicker or physiology artifacts (easy mode)")
 
@@ -48,7 +51,7 @@ def _config(args: argparse.Namespace):
 
     changes = {}
     for name in ("me_per_min", "mae_per_min", "me_amplitude", "mae_amplitude", "blink_interval",
-                 "noise_sigma", "jpeg_quality"):
+                 "noise_sigma", "jpeg_quality", "physio_coupling"):
         value = getattr(args, name, None)
         if value is not None:
             changes[name] = value
