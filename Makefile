@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-# torch==2.13.0 goes first so that nothing later resolves a CUDA build; open3d needs libusb-1.0.
+# torch==2.13.0 goes first so that nothing later resolves a CUDA build; open3d needs libusb-1.0;
+# the dashboard's browser tests need Debian's chromium (playwright drives it; no browser download).
 $(STAMP): pyproject.toml
 	@ldconfig -p | grep -q 'libusb-1.0.so.0' || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -16,6 +17,12 @@ $(STAMP): pyproject.toml
 	    (apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1 || \
 	     (apt-get update -qq && apt-get install -y -qq libusb-1.0-0 >/dev/null)); \
 	  else echo "warning: libusb-1.0 is missing; install libusb-1.0-0 to use open3d"; fi; }
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium and chromium-driver for the dashboard's browser tests"; \
+	    (apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	     (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null)); \
+	  else echo "warning: chromium is missing; install chromium and chromium-driver for the dashboard tests"; fi; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0

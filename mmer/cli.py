@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from mmer import commands
+from mmer.commands._output import print_json
+from mmer.errors import EXIT_USAGE, MmerError
 
 __all__ = ["build_parser", "main"]
 
@@ -45,10 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (FileNotFoundError, ValueError) as err:
-        # Boundary errors carry a message that names the file, field or value; no traceback.
+    except (MmerError, FileNotFoundError, ValueError, TimeoutError) as err:
+        # Boundary errors carry a message that names the file, field, value or the peer that did
+        # not answer in time; no traceback. A --json run still ends with one JSON line.
         print(f"mmer {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        if getattr(args, "json", False):
+            print_json({"error": str(err), "exit_code": EXIT_USAGE})
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -12,11 +12,14 @@ names the allowed values; nothing is guessed.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mmer.errors import MmerError
 
 __all__ = [
     "SessionConfig",
@@ -36,12 +39,26 @@ __all__ = [
 PHYSIO_NAMES = ("EDA", "ECG", "PPG", "RSP")
 
 
-class ConfigError(ValueError):
+class ConfigError(MmerError, ValueError):
     """A session file that cannot be used; the message names the file, field and allowed values."""
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN passes no comparison, so "gt=0" would let it through; infinity is no duration or size.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _finite(value: Any, where: str = "") -> Any:
+    """Refuse NaN and infinity anywhere inside free-form options (YAML spells them .nan and .inf)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where or 'value'} is {value}; only finite numbers are allowed")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _finite(item, f"{where}[{i}]")
+    return value
 
 
 class SensorConfig(_Section):
@@ -66,6 +83,7 @@ class SensorConfig(_Section):
 
         from mmer.sensors import SensorError, get_adapter
 
+        _finite(self.options, "options")
         try:
             params = inspect.signature(get_adapter(self.adapter).__init__).parameters
         except SensorError:
@@ -156,7 +174,7 @@ class RecordingConfig(_Section):
 class SessionConfig(_Section):
     """A whole live session (see ``mmer live --example-config``)."""
 
-    session_id: str | None = None
+    session_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     name: str = "mmer-session"
     duration_s: float | None = Field(default=None, gt=0)
     sensors: list[SensorConfig] = Field(default_factory=list)
@@ -180,6 +198,7 @@ class SessionConfig(_Section):
         unknown = sorted(set(value) - allowed)
         if unknown:
             raise ValueError(f"unknown spotter setting(s) {unknown}; allowed: {sorted(allowed)}")
+        _finite(value)
         SpotterConfig(**value)  # its own checks name the bad value
         return value
 

@@ -11,7 +11,10 @@ sample per frame and ``desc/synchronization/can_drop_samples=true``.
 
 from __future__ import annotations
 
+import atexit
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -296,14 +299,38 @@ def markers_spec(name: str, *, source_id: str | None = None, label: str = "event
     )
 
 
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_CONFIG_DIRS: list[str] = []
+
+
+def _remove_config_dirs() -> None:
+    for folder in _CONFIG_DIRS:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def configure_lsl(session_id: str, *, extra_lines: Iterable[str] = ()) -> str:
     """Give this process an LSL SessionID, so that separate sessions on one host stay apart.
 
     Must run before the first outlet, inlet or resolve call. Writes an ``lsl_api.cfg`` and points
     ``LSLAPICFG`` at it; returns the file path. Processes that should see each other (a recorder,
-    a replay, a test) must share the session id.
+    a replay, a test) must share the session id; child processes inherit the file through the
+    environment.
+
+    The file goes into a fresh private folder (``mkdtemp``: mode 0700, unpredictable name) and is
+    opened with ``O_EXCL | O_NOFOLLOW``: a link planted in the shared temporary folder can neither
+    redirect the write nor be followed. The folder is removed when this process exits.
+
+    Raises
+    ------
+    ValueError
+        When ``session_id`` is not 1-128 letters, digits, ``.``, ``_`` or ``-`` (it becomes part
+        of a file name and of liblsl's configuration syntax).
     """
-    path = os.path.join(tempfile.gettempdir(), f"mmer-lsl-{session_id}.cfg")
+    if not isinstance(session_id, str) or not _SESSION_ID.fullmatch(session_id):
+        raise ValueError(
+            f"LSL session id {session_id!r} must be 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
     # Where multicast does not reach (containers, hosts without a network), resolvers find outlets
     # only by probing each port of the range; liblsl's default 32 ports hold about 7 outlets per
     # host, so an 8th stream became unresolvable. 512 ports leave room for many sessions.
@@ -321,7 +348,13 @@ def configure_lsl(session_id: str, *, extra_lines: Iterable[str] = ()) -> str:
         "PortRange = 512",
         *extra_lines,
     ]
-    with open(path, "w", encoding="utf-8") as fh:
+    folder = tempfile.mkdtemp(prefix=f"mmer-lsl-{session_id}-")
+    if not _CONFIG_DIRS:
+        atexit.register(_remove_config_dirs)
+    _CONFIG_DIRS.append(folder)
+    path = os.path.join(folder, "lsl_api.cfg")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
     os.environ["LSLAPICFG"] = path
     return path

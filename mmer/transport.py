@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ __all__ = [
     "VideoOutlet",
     "MarkerOutlet",
     "DEFAULT_ENDPOINT",
+    "MAX_FRAME_BYTES",
 ]
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,13 @@ log = logging.getLogger(__name__)
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:*"
 
 _PROTOCOL = 1
+#: Largest frame message a subscriber accepts by default (ZeroMQ ``MAXMSGSIZE``): a 4K RGB frame
+#: is 25 MB. A larger message never arrives: ZeroMQ drops the connection for good (a protocol
+#: error is not retried), so :meth:`FrameSubscriber.reconnect` connects again; the frame shows as a
+#: gap in the indices.
+MAX_FRAME_BYTES = 64 << 20
+#: Largest subscription message a publisher accepts (a topic is a stream name).
+_MAX_SUBSCRIPTION_BYTES = 4096
 _DTYPES = frozenset({"uint8", "uint16", "int16", "int32", "float32", "float64"})
 _MAX_NDIM = 4
 
@@ -98,6 +107,7 @@ class FramePublisher:
         self._sock = self._ctx.socket(zmq.XPUB)
         self._sock.setsockopt(zmq.SNDHWM, hwm)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, _MAX_SUBSCRIPTION_BYTES)
         try:
             self._sock.bind(endpoint)
         except zmq.ZMQError as err:
@@ -211,9 +221,12 @@ class FrameSubscriber:
         Stream names to receive; ``None`` receives every stream.
     hwm : int
         Frames queued before ZeroMQ drops new ones.
+    max_frame_bytes : int
+        Largest message accepted (see :data:`MAX_FRAME_BYTES`).
     """
 
-    def __init__(self, endpoint: str | Sequence[str], *, streams: Sequence[str] | None = None, hwm: int = 64) -> None:
+    def __init__(self, endpoint: str | Sequence[str], *, streams: Sequence[str] | None = None, hwm: int = 64,
+                 max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
         endpoints = [endpoint] if isinstance(endpoint, str) else list(endpoint)
         if not endpoints:
             raise ValueError("FrameSubscriber needs at least one endpoint")
@@ -221,6 +234,7 @@ class FrameSubscriber:
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.RCVHWM, hwm)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, int(max_frame_bytes))
         self.streams = None if streams is None else list(streams)
         if self.streams is None:
             self._sock.setsockopt(zmq.SUBSCRIBE, b"")
@@ -245,6 +259,16 @@ class FrameSubscriber:
             raise ValueError(f"cannot connect frame subscriber to {endpoint!r}: {err}") from err
         self.endpoints.append(endpoint)
 
+    def reconnect(self) -> None:
+        """Connect to every publisher afresh (after ZeroMQ dropped a connection that sent an
+        oversized message; a publisher that merely went away is reconnected by ZeroMQ itself)."""
+        for endpoint in self.endpoints:
+            try:
+                self._sock.disconnect(endpoint)
+            except zmq.ZMQError:
+                pass  # already gone
+            self._sock.connect(endpoint)
+
     def recv(self, timeout: float | None = None) -> Frame | None:
         """Receive the next frame, or ``None`` when ``timeout`` seconds pass without one.
 
@@ -267,6 +291,8 @@ class FrameSubscriber:
             if len(parts) != 3:
                 raise ValueError(f"expected 3 message parts, got {len(parts)}")
             head = json.loads(parts[1].bytes.decode("utf-8"))
+            if not isinstance(head, dict):
+                raise ValueError(f"header is a JSON {type(head).__name__}, not an object")
             if head.get("v") != _PROTOCOL:
                 raise ValueError(f"unknown protocol version {head.get('v')!r}")
             dtype = head["dtype"]
@@ -276,13 +302,18 @@ class FrameSubscriber:
             if not 1 <= len(shape) <= _MAX_NDIM or any(s < 0 for s in shape):
                 raise ValueError(f"bad shape {shape}")
             buf = parts[2].buffer
-            expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            expected = math.prod(shape) * np.dtype(dtype).itemsize  # exact: numpy would wrap around
             if len(buf) != expected:
                 raise ValueError(f"payload is {len(buf)} bytes, header says {expected}")
             data = np.frombuffer(buf, dtype=dtype).reshape(shape)
             data.flags.writeable = False  # shared by reference downstream; nobody may edit it
-            stream, index, ts = str(head["stream"]), int(head["index"]), float(head["t"])
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+            stream, index, ts = head["stream"], head["index"], head["t"]
+            if not isinstance(stream, str) or not isinstance(index, int) or isinstance(index, bool) or index < 0:
+                raise ValueError(f"stream must be a name and index an integer >= 0, got {stream!r}, {index!r}")
+            if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not np.isfinite(ts):
+                raise ValueError(f"timestamp must be a finite number, got {ts!r}")
+            ts = float(ts)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError) as err:
             self.errors += 1
             log.warning("dropping malformed frame message (%s); %d so far", err, self.errors)
             return None

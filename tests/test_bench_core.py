@@ -60,4 +60,6 @@ def test_bench_soak_shape():
     assert set(result) >= {"physio_lost", "frames_dropped", "frames_total", "rss_mb_start", "rss_mb_end"}
     assert result["physio_lost"] == 0
     assert result["frames_total"] > 100
-    assert result["frames_dropped"] >= 0 and result["rss_mb_end"] > 0
+    # Loopback over a few seconds: at most 1% of the frames due may be lost (0 in a quiet run).
+    assert result["frames_dropped"] <= 0.01 * result["frames_total"], result
+    assert result["rss_mb_end"] > 0

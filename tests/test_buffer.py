@@ -158,6 +158,13 @@ def test_clock_reset_waits_for_new_offset_and_loses_nothing():
     assert buf.stats()["streams"][k]["clock_resets"] == 1
 
 
+def test_infinite_values_are_kept_and_counted_like_nans():
+    buf = AlignmentBuffer(seconds=10)
+    k = buf.add_stream(physio_spec("EDA", rate=10))
+    assert buf.push_samples(k, np.array([1.0, np.inf, -np.inf, np.nan, 5.0]), np.arange(5) / 10) == 5
+    assert buf.stats()["streams"][k]["nans"] == 3
+
+
 def test_bad_input_is_counted_quarantined_and_never_lost():
     buf = AlignmentBuffer(seconds=10)
     k = buf.add_stream(physio_spec("EDA", rate=10))

@@ -44,6 +44,15 @@ def test_examples_file_matches_cli_output(capsys):
         ({"buffer": {"seconds": 5}}, ["buffer", "must exceed the physio window"]),
         ({"replay": {"kind": "casme2", "path": "x"}}, ["replay.kind", "'casme3'", "'xdf'"]),
         ({"bogus": 1}, ["bogus", "unknown field", "sensors"]),
+        ({"buffer": {"seconds": float("nan")}}, ["buffer.seconds", "finite number"]),
+        ({"duration_s": float("inf")}, ["duration_s", "finite number"]),
+        ({"recording": {"min_free_mb": float("inf")}}, ["recording.min_free_mb", "finite number"]),
+        ({"spotter": {"min_score": float("nan")}}, ["spotter", "min_score is nan"]),
+        ({"sensors": [{"adapter": "synthetic-physio", "options": {"rate": float("inf")}}]},
+         ["sensors.0", "options.rate is inf"]),
+        ({"sensors": [{"adapter": "synthetic-physio", "options": {"channels": [float("nan")]}}]},
+         ["options.channels[0] is nan"]),
+        ({"session_id": "../x"}, ["session_id", "should match pattern"]),
     ],
 )
 def test_invalid_fields_are_named_with_allowed_values(data, needles):
@@ -83,3 +92,12 @@ def test_cli_reports_invalid_config(tmp_path, capsys):
     assert main(["live", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "mmer live: error:" in err and "outputs.status: Input should be 'auto' (got 'loud') | " in err
+
+
+def test_yaml_nan_and_inf_are_refused(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("buffer: {stall_timeout_s: .nan}\ninputs: {resolve_timeout_s: .inf}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "buffer.stall_timeout_s" in str(info.value) and "inputs.resolve_timeout_s" in str(info.value)
+

@@ -111,3 +111,14 @@ def test_evaluate_command_missing_file_is_clean_error(tmp_path, capsys):
     code = main(["evaluate", "spotting", "--pred", str(tmp_path / "nope.csv"), "--truth", str(tmp_path), "--json"])
     assert code == 2
     assert "prediction file not found" in capsys.readouterr().err
+
+
+def test_chain_keeps_maximum_cardinality():
+    # Truths of 10 frames every 3 frames; each prediction equals the next truth (IoU 1) and overlaps
+    # its own truth by 7/13 = 0.54. Pairing each prediction with its own truth gives 5 matches;
+    # pairing it with the exact next one gives only 4 but a larger total of 1 + IoU (8 > 7.69).
+    truth = [(3 * i, 3 * i + 9) for i in range(5)]
+    predicted = [(3 * i + 3, 3 * i + 12) for i in range(5)]
+    assert interval_iou(predicted[0], truth[0]) == pytest.approx(7 / 13)
+    pairs = match_intervals(predicted, truth)
+    assert sorted((p, g) for p, g, _ in pairs) == [(i, i) for i in range(5)]

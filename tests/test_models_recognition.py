@@ -36,12 +36,12 @@ def make_batch(b: int, present: tuple[str, ...]) -> dict:
 
 
 def test_registry_lists_every_architecture():
-    assert {"hsta", "hsta_tiny", "ststnet", "dfrnet", "physionet", "late_fusion"} <= set(list_models())
+    assert {"hsta", "hsta_tiny", "ststnet", "dfrnet", "physionet", "late_fusion", "flowcnn"} <= set(list_models())
     with pytest.raises(ValueError, match="unknown model"):
         create_model("resnet9000")
 
 
-@pytest.mark.parametrize("name", ["hsta_tiny", "ststnet", "dfrnet", "physionet", "late_fusion"])
+@pytest.mark.parametrize("name", ["hsta_tiny", "ststnet", "dfrnet", "physionet", "late_fusion", "flowcnn"])
 def test_forward_with_every_modality_subset(name):
     model = create_model(name, **INP.as_dict()).eval()
     for subset in SUBSETS:
@@ -103,3 +103,60 @@ def test_wrong_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(garbage)
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def _damaged(tmp_path, name: str, **change):
+    model = create_model("ststnet", **INP.as_dict())
+    path = save_checkpoint(tmp_path / f"{name}.pt", model, class_names=["a", "b", "c"], labels="3class",
+                           modalities=["video"])
+    ckpt = torch.load(path, weights_only=True)
+    for key, value in change.items():
+        if value is None:
+            del ckpt[key]
+        else:
+            ckpt[key] = value
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"class_names": None}, r"lacks \['class_names'\]"),
+    ({"state_dict": None, "modalities": None}, r"lacks \['state_dict', 'modalities'\]"),
+    ({"modalities": "video"}, "modalities is a str, expected a list"),
+    ({"class_names": ["a", "b"]}, r"3 outputs but class_names names 2"),
+    ({"class_names": ["a", "a", "b"]}, "distinct"),
+    ({"modalities": ["video", "smell"]}, r"unknown modalities \['smell'\]"),
+    ({"config": {"image_size": 32}}, "config has no model name"),
+])
+def test_a_damaged_checkpoint_is_a_clear_error(tmp_path, change, message):
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(_damaged(tmp_path, "bad", **change))
+
+
+def test_modalities_given_as_a_string_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="expected a non-empty list of names"):
+        load_checkpoint(_damaged(tmp_path, "ok"), modalities="video")
+
+
+def test_flip_negates_u_and_mirrors_the_image():
+    from mmer.models.flowcnn import flip_flow
+
+    x = torch.arange(2 * 6 * 4 * 5, dtype=torch.float32).reshape(2, 6, 4, 5)
+    out = flip_flow(x, [0, 3])
+    assert torch.equal(out[:, 0], -x[:, 0].flip(-1))
+    assert torch.equal(out[:, 3], -x[:, 3].flip(-1))
+    for c in (1, 2, 4, 5):  # v and strain are only mirrored
+        assert torch.equal(out[:, c], x[:, c].flip(-1))
+    assert torch.equal(flip_flow(out, [0, 3]), x)
+
+
+def test_flowcnn_scale_free_inputs_and_training_flip():
+    model = create_model("flowcnn", **INP.as_dict())
+    batch = make_batch(3, ("video",))
+    batch["flow_offset"] = torch.randn_like(batch["flow"])
+    scaled = {**batch, "flow": batch["flow"] * 7 + 3}
+    # min-max scaling inside the model: any affine rescaling of a stored image gives the same input
+    assert torch.allclose(model.inputs(batch), model.inputs(scaled), atol=1e-5)
+    x = model.inputs(batch)
+    assert model.u_channels == [0, 3]
+    assert torch.allclose(x[:, [0, 1, 3, 4]].flatten(2).median(-1).values, torch.zeros(3, 4), atol=1e-6)

@@ -53,3 +53,21 @@ def test_recognizer_rejects_mismatched_samples():
         rec.predict(fake_sample(wrong, inp, [1, 0, 0]))
     with pytest.raises(ValueError, match="unknown modalities"):
         rec.predict(fake_sample(rec.config, rec.config.model_inputs(), [1, 0, 0]), modalities=("audio",))
+
+
+def test_composite_checkpoint_serves_video_only_live_decisions():
+    from mmer.features.sample import build_sample
+    from mmer.live._recognizer import SessionRecognizer
+    from mmer.models import COMPOSITE_CHECKPOINT
+
+    assert COMPOSITE_CHECKPOINT.stat().st_size < 300_000
+    rec = SessionRecognizer("composite", available=["video", "depth", "physio"])
+    assert rec.available == ("video",) and rec.modalities("early") == ("video",)
+    assert rec.class_names == ["negative", "positive", "surprise"] and rec.meta["train"]["n_samples"] == 442
+    assert rec.sample_config.image_size == 28
+    cfg = rec.sample_config
+    sample = build_sample(config=cfg)
+    sample.arrays["flow"] = np.random.default_rng(0).normal(0, 1, (3, 28, 28)).astype(np.float32)
+    sample.arrays["mask"][0] = 1.0
+    probs = rec.predict(sample, rec.modalities("early"))
+    assert set(probs) == set(rec.class_names) and abs(sum(probs.values()) - 1) < 1e-5

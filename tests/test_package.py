@@ -10,7 +10,11 @@ import mmer
 
 @pytest.mark.parametrize("name", [n for n in mmer.__all__ if n != "__version__"])
 def test_public_name_resolves(name):
-    assert getattr(mmer, name) is not None
+    # Every export is a class or function defined under its own name (an alias or a module-level
+    # value left behind by a rename would fail here), and it is listed by dir().
+    obj = getattr(mmer, name)
+    assert callable(obj) and obj.__name__ == name and obj.__module__.startswith("mmer.")
+    assert name in dir(mmer)
 
 
 def test_unknown_name_is_an_attribute_error():

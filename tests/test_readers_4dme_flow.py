@@ -104,7 +104,8 @@ def test_flowimages_samples_arrays_and_folds(tmp_path):
     assert sorted(d.kind for d in ds.defects) == ["duplicate_sample", "missing_flow"]
     flow = ds[0].flow()
     assert flow.dtype == np.float32 and flow.shape == (28, 28, 3)
-    assert flow[0, 0, 1] == 1.0 and flow[0, 0, 2] == 0.0  # u, v, strain in cv2's channel order
+    assert flow[0, 0, 0] == 0.0 and flow[0, 0, 1] == 1.0  # u, v, strain in RGB order (cv2's reversed)
+    assert ds.layout == "one" and ds[0].images().keys() == {"flow"}
     assert ds[0].apex().shape == (20, 20, 3) and ds[0].extra == {"extra": "x0"}
     x, y, subjects = ds.arrays(size=16, protocol="3class")
     assert x.shape == (3, 3, 16, 16)  # 'others' is excluded under 3class
@@ -129,6 +130,53 @@ def test_flowimages_bad_input(tmp_path):
     (tmp_path / "n" / "labels.csv").write_text("subject,sample\ns1,a\n")
     with pytest.raises(DatasetError, match=r"labels.csv: line 1 lacks column\(s\) \['label'\]"):
         open_dataset("flowimages", tmp_path / "n")
+
+
+def _four(root, n=3, *, size=28):
+    """A four-image layout whose u (RGB channel 0) carries the sample index."""
+    for folder in ("flow", "flow_apex_offset", "direction", "direction_apex_offset"):
+        (root / folder).mkdir(parents=True)
+        for i in range(n):
+            rgb = np.zeros((size, size, 3), np.uint8)
+            rgb[..., 0] = 40 * i + len(folder)
+            cv2.imwrite(str(root / folder / f"m{i}.png"), rgb[..., ::-1])
+    rows = [f"sub{i % 2},m{i},{('happy', 'disgust', 'surprise')[i % 3]},{('casme2', 'samm')[i % 2]}" for i in range(n)]
+    (root / "labels.csv").write_text("subject,sample,label,dataset\n" + "\n".join(rows) + "\n")
+
+
+def test_flowimages_four_image_layout(tmp_path):
+    from mmer.models.data import load_samples
+
+    _four(tmp_path / "ok")
+    ds = open_dataset("flowimages", tmp_path / "ok", verify=True)
+    assert ds.layout == "four" and ds.summary()["layout"] == "four"
+    images = ds[2].images()
+    assert set(images) == {"flow", "flow_apex_offset", "direction", "direction_apex_offset"}
+    assert images["flow"][0, 0, 0] == pytest.approx((80 + 4) / 255)  # RGB channel 0 = u
+    assert images["flow_apex_offset"][0, 0, 0] == pytest.approx((80 + 16) / 255)
+    ss = load_samples(f"flowimages:{tmp_path / 'ok'}")
+    assert ss.config.image_size == 28  # native resolution by default
+    assert ss.arrays["flow"].shape == (3, 3, 28, 28) and ss.arrays["flow_offset"].shape == (3, 3, 28, 28)
+    assert ss.arrays["direction"].shape == (3, 6, 28, 28)
+    assert ss.meta["dataset"] == ["casme2", "samm", "casme2"]
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("size", r"m1.png: image is 20x20 px but the dataset's images are 28x28"),
+    ("grey", r"m1.png: flow image needs 3 channels"),
+    ("missing", r"direction/m1.png: missing \(four-image layout, labels.csv line 3"),
+])
+def test_flowimages_bad_images_name_the_file(tmp_path, damage, message):
+    _four(tmp_path)
+    target = tmp_path / ("direction" if damage == "missing" else "flow_apex_offset") / "m1.png"
+    if damage == "size":
+        cv2.imwrite(str(target), np.zeros((20, 20, 3), np.uint8))
+    elif damage == "grey":
+        cv2.imwrite(str(target), np.zeros((28, 28), np.uint8))
+    else:
+        target.unlink()
+    with pytest.raises(DatasetError, match=message):
+        open_dataset("flowimages", tmp_path, verify=True)
 
 
 def test_label_protocols():

@@ -188,6 +188,25 @@ def test_bad_inputs_name_file_and_row(tmp_path):
         open_dataset("casme3", tmp_path)
 
 
+@pytest.mark.parametrize(("cells", "message"), [
+    ({"Onset": [-4]}, r"row 2, column 'Onset': -4 is not a frame number from 0 to 10000000"),
+    ({"Offset": [10**12]}, r"row 2, column 'Offset': 1000000000000 is not a frame number from 0"),
+    ({"Apex": [float("inf")]}, r"row 2, column 'Apex': inf is not a whole frame number"),
+    ({"Subject": [None]}, r"row 2, column 'Subject' is empty"),
+    ({"Subject": ["  "]}, r"row 2, column 'Subject' is empty"),
+    ({"Filename": [None]}, r"row 2, column 'Filename' is empty"),
+])
+def test_workbook_cells_out_of_range_or_empty_are_refused(tmp_path, cells, message):
+    frame = pd.DataFrame({"Subject": ["spNO.1"], "Filename": ["a"], "Onset": [2], "Apex": [3], "Offset": [9],
+                          "AU": ["4"], "Objective class": ["III"], "emotion": ["happy"]})
+    for column, values in cells.items():
+        frame[column] = values
+    with pd.ExcelWriter(tmp_path / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx") as xl:
+        frame.to_excel(xl, sheet_name="label", index=False)
+    with pytest.raises(DatasetError, match=message):
+        open_dataset("casme3", tmp_path)
+
+
 def test_physio_text_errors(tmp_path):
     no_marker = tmp_path / "a.txt"
     no_marker.write_text("0.0\t1\t2\t3\t4\t0\t0\n0.00008\t1\t2\t3\t4\t0\t0\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import time
@@ -221,3 +222,70 @@ def test_round_trip_replay_record_read(tmp_path):
     assert np.array_equal(eda.data[:, 0], rec.samples["eda"].data[:, 0])
     assert np.allclose(eda.timestamps, rec.samples["eda"].timestamps, atol=1e-3)
     assert back.samples[prefix + "mmer.stim"].data == ["stimulus"]
+
+
+def test_salvage_reads_the_prefix_of_a_file_cut_mid_clock_offset(tmp_path):
+    ts = 10 + np.arange(40) / 100.0
+    write_xdf(tmp_path / "whole.xdf", [
+        {"name": "c.eda", "type": "EDA", "nch": 1, "rate": 100, "fmt": "float32", "source_id": "c-eda",
+         "timestamps": ts, "data": np.arange(40)[:, None]},
+    ])
+    data = (tmp_path / "whole.xdf").read_bytes()
+    offset_chunk = data.index(b"\x01\x16\x04\x00")  # 1-byte length 22: tag 4, stream id, two doubles
+    cut = tmp_path / "cut.xdf"
+    cut.write_bytes(data[:offset_chunk + 9])  # the crash came while LabRecorder wrote a clock offset
+    assert [p.offset for p in scan_xdf(cut)] == [offset_chunk]
+    with pytest.raises(DatasetError, match=f"byte offset {offset_chunk}"):
+        next(open_dataset("xdf", cut).recordings())
+    rec = next(open_dataset("xdf", cut, salvage=True).recordings())
+    assert np.array_equal(rec.samples["c.eda"].data[:, 0], np.arange(40))
+    assert [(d.kind, d.row) for d in rec.defects] == [("xdf_damage", offset_chunk)]
+
+
+def test_markers_are_events_not_clock_defects(tmp_path):
+    truth = [json.dumps({"phase": phase, "kind": "me", "onset": 10 * k, "apex": 10 * k + 2, "offset": 10 * k + 5,
+                         "emotion": "Surprise"}) for k in range(3) for phase in ("onset", "apex", "offset")]
+    t_truth = np.repeat(50 + np.arange(3), 3) + np.tile([0.0, 0.1, 0.2], 3)
+    # Decisions carry their ME's time: a late one lands before the early one that came after it.
+    decisions = [json.dumps({"stage": s, "kind": "me"}) for s in ("early", "late", "early")]
+    write_xdf(tmp_path / "session.xdf", [
+        {"name": "mmer.truth", "type": "Markers", "nch": 1, "rate": 0, "fmt": "string", "source_id": "t",
+         "timestamps": t_truth, "data": truth},
+        {"name": "mmer.events", "type": "Markers", "nch": 1, "rate": 0, "fmt": "string", "source_id": "e",
+         "timestamps": [50.5, 50.2, 51.5], "data": decisions},
+    ])
+    rec = next(open_dataset("xdf", tmp_path / "session.xdf").recordings())
+    assert not [d for d in rec.defects if d.kind == "clock_jump"]
+    assert [(e.onset, e.apex, e.offset, e.emotion) for e in rec.events] == [(0, 2, 5, "surprise"), (10, 12, 15, "surprise"),
+                                                                          (20, 22, 25, "surprise")]
+    from mmer.replay import describe
+
+    assert describe(open_dataset("xdf", tmp_path / "session.xdf"))["events"] == {"me": 3, "mae": 0, "blink": 0}
+
+
+def test_sidecar_paths_never_leave_the_recording_folder(tmp_path):
+    from mmer.live.recorder import sidecar_stem
+
+    for sid in ("../../escaped", "/etc/passwd", "..", "a/../../b", "x" * 300, "ok-id.1"):
+        stem = sidecar_stem(sid)
+        assert "/" not in stem and not stem.startswith(".") and len(stem) <= 100
+        assert (stem == sid) == (sid == "ok-id.1")
+    assert sidecar_stem("a/b") != sidecar_stem("a_b")  # a changed id keeps a hash of the original
+    folder = tmp_path / "rec"
+    make_recording_folder(folder)
+    (tmp_path / "outside.avi").write_bytes((folder / "video" / "cam-rgb.avi").read_bytes())
+    (tmp_path / "outside.frames.csv").write_text((folder / "video" / "cam-rgb.frames.csv").read_text())
+    (folder / "video" / "cam-rgb.avi").unlink()
+    (folder / "session.json").write_text(json.dumps({"files": {"video": [{"stream": "mmer.rgb",
+                                                                         "file": "video/../../outside.avi"}]}}))
+    with pytest.raises(DatasetError, match="leaves the recording folder"):
+        next(open_dataset("xdf", folder / "session.xdf").recordings())
+
+
+def test_a_sidecar_movie_cut_by_a_crash_is_a_defect(tmp_path):
+    make_recording_folder(tmp_path / "rec")
+    movie = tmp_path / "rec" / "video" / "cam-rgb.avi"
+    movie.write_bytes(movie.read_bytes()[:200])  # the writer never closed it: header only
+    rec = next(open_dataset("xdf", tmp_path).recordings())
+    (damage,) = [d for d in rec.defects if d.kind == "sidecar_damaged"]
+    assert "of the 12 frames its table lists" in damage.detail

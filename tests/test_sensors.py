@@ -253,7 +253,7 @@ def test_lsl_physio_inlet_republishes_a_device_stream():
         names = sorted(s.name for s in adapter.specs)
         assert names == [f"{prefix}.eda"]  # explicit mapping wins over guessing
         eda_spec = adapter.specs[0]
-        assert eda_spec.channels[0].unit == "uS" and eda_spec.rate == 100
+        assert eda_spec.channels[0].unit == "microsiemens" and eda_spec.rate == 100
         with AlignmentBuffer(seconds=10) as buf:
             (key,) = buf.connect(source_ids=[eda_spec.source_id], timeout=5)
             assert device.wait_for_consumers(5)
@@ -271,6 +271,60 @@ def test_lsl_physio_inlet_republishes_a_device_stream():
         assert adapter.health.nans == 1 and adapter.health.samples == 50
     finally:
         adapter.stop()
+        del device
+
+
+def _device(unit: str) -> tuple[pylsl.StreamOutlet, str]:
+    """A Shimmer-like device stream: one GSR channel in ``unit`` and a PPG channel."""
+    sid = _uid("shimmer")
+    info = pylsl.StreamInfo(_uid("Shimmer"), "Physio", 2, 100, pylsl.cf_float32, sid)
+    chans = info.desc().append_child("channels")
+    for label, u in (("GSR_Skin_Resistance_CAL", unit), ("PPG_A13_CAL", "mV")):
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", label)
+        ch.append_child_value("unit", u)
+    return pylsl.StreamOutlet(info), sid
+
+
+def test_lsl_physio_inlet_converts_skin_resistance_to_conductance():
+    device, sid = _device("kOhm")
+    prefix = _uid("shim")
+    adapter = LSLPhysioInlet(source_id=sid, prefix=prefix, mapping={"EDA": 0, "PPG": 1}, timeout=5)
+    adapter.start()
+    try:
+        eda = next(s for s in adapter.specs if s.type is StreamType.EDA)
+        ppg = next(s for s in adapter.specs if s.type is StreamType.PPG)
+        assert eda.channels[0].unit == "microsiemens" and ppg.channels[0].unit == "mV"
+        with AlignmentBuffer(seconds=10) as buf:
+            (key,) = buf.connect(source_ids=[eda.source_id], timeout=5)
+            assert device.wait_for_consumers(5)
+            t0 = local_clock()
+            kohm = np.array([500.0, 250.0, 100.0, 0.0] * 5, dtype=np.float32)
+            data = np.column_stack([kohm, np.ones(20)]).astype(np.float32)
+            device.push_chunk(data, t0 - 0.5 + np.arange(20) / 100.0)
+            win = buf.window(t0 - 0.51, t0 - 0.309, timeout=5)
+        got = win.signals[key].data[:, 0]
+        # 500 kOhm is 2 uS; falling resistance is rising conductance; 0 Ohm has none (NaN, counted).
+        np.testing.assert_allclose(got[:3], [2.0, 4.0, 10.0], rtol=1e-6)
+        assert np.isnan(got[3]) and adapter.health.nans == 5
+    finally:
+        adapter.stop()
+        del device
+
+
+def test_lsl_physio_inlet_refuses_a_unit_it_cannot_convert():
+    device, sid = _device("furlongs")
+    try:
+        with pytest.raises(SensorError, match="EDA channel in unit 'furlongs'.*known units: .*kohm"):
+            LSLPhysioInlet(source_id=sid, mapping={"EDA": 0}, timeout=5).start()
+        with pytest.raises(SensorError, match="'parsecs'"):
+            LSLPhysioInlet(source_id=sid, units={"EDA": "parsecs"})
+        # Declaring the unit the device leaves wrong or empty makes it usable.
+        adapter = LSLPhysioInlet(source_id=sid, prefix=_uid("decl"), mapping={"EDA": 0}, units={"EDA": "uS"}, timeout=5)
+        adapter.start()
+        assert adapter.specs[0].channels[0].unit == "microsiemens"
+        adapter.stop()
+    finally:
         del device
 
 

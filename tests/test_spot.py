@@ -78,7 +78,7 @@ def test_stage_timings_are_reported(streamed):
     _, _, timings, rejected, _ = streamed
     assert set(timings) == {"total", "face", "align", "flow", "signal", "peaks"}
     assert timings["total"] == pytest.approx(sum(v for k, v in timings.items() if k != "total"))
-    assert all(v >= 0 for v in timings.values())
+    assert all(v > 0 for v in timings.values()), timings  # every stage ran and took time
     assert rejected["blink_frames"] > 0  # the session has blinks; their frames were held out
 
 
@@ -160,7 +160,7 @@ def test_undecodable_and_missing_videos_are_clean_errors(tmp_path, capsys):
 def test_spot_and_evaluate_a_synthetic_casme3_set(faces_dir, tmp_path, capsys):
     root = tmp_path / "set"
     assert main(["synth", "casme3", str(root), "--part", "A", "--subjects", "1", "--videos", "1",
-                 "--seconds", "8", "--seed", "6", "--faces", str(faces_dir / "0-f1-su-ph.jpg"), "--no-depth", "--no-physio"]) == 0
+                 "--seconds", "8", "--seed", "6", "--me-overlap", "0", "--faces", str(faces_dir / "0-f1-su-ph.jpg"), "--no-depth", "--no-physio"]) == 0
     capsys.readouterr()
     pred = tmp_path / "pred.csv"
     assert main(["spot", "casme3", str(root), "--out", str(pred), "--plot", str(tmp_path / "plots")]) == 0
@@ -172,7 +172,6 @@ def test_spot_and_evaluate_a_synthetic_casme3_set(faces_dir, tmp_path, capsys):
     assert result["overall"]["tp"] + result["overall"]["fn"] >= 1
     assert result["me"]["tp"] >= 1
     assert list((tmp_path / "plots").glob("*.png"))
-
 
 
 @pytest.mark.slow
@@ -201,8 +200,8 @@ def test_bench_spot_reports_the_contract_keys():
         bench_spot.run(parser.parse_args(["--set", "dev", "--seed", str(bench_spot.FROZEN_SEED)]))
     with pytest.raises(ValueError, match="frozen set"):
         bench_spot.run(parser.parse_args(["--spotter", "min_score=3"]))
-    with pytest.raises(ValueError, match="rules_off"):
-        SpotterConfig(rules_off={"nose"})
+    with pytest.raises(ValueError, match="nose"):
+        SpotterConfig(rules=("nose",))
 
 
 def test_head_jerks_are_not_micro_expressions(faces_dir):

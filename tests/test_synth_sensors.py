@@ -66,7 +66,9 @@ def test_camera_and_physio_stream_the_lab_with_truth(lab):
                 frames.append(f)
         while (f := sub.recv(0.3)) is not None:
             frames.append(f)
-        time.sleep(0.5)
+        # LSL delivers every sample: wait until the inlets hold all the physiology that was pushed.
+        while min(len(received["eda"]), len(received["ecg"])) < phys.health.samples and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         stop.set()
         for t in threads:

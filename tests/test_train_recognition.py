@@ -167,3 +167,40 @@ def test_parallel_folds_match_sequential():
     par = cross_validate(ss, TrainOptions(**opts, workers=2), progress=False, save_final=False)
     assert par["n_folds"] == seq["n_folds"] == 4
     assert par["confusion"] == seq["confusion"]  # seeded per fold: the process layout does not matter
+
+
+def test_leakage_report_on_a_tiny_run():
+    ss = toy_set(n_subjects=4, per_subject=6)
+    ss.meta["dataset"] = ["casme2" if s in ("sub0", "sub1") else "samm" for s in ss.subjects]
+    r = cross_validate(ss, TrainOptions(model="ststnet", epochs=4, modalities=("video",)), progress=False)
+    leak = r["leakage"]
+    assert leak["epochs_recorded"] == 4 and len(leak["test_curve_uf1"]) == 4
+    assert leak["test_curve_uf1"][-1] == pytest.approx(r["uf1"])  # the last epoch is the strict model
+    assert leak["common_epoch"]["uf1"] >= r["uf1"] and leak["strict_uf1"] == r["uf1"]
+    assert all(1 <= e <= 4 for e in leak["per_subject"]["epochs_picked"])
+    assert set(r["per_dataset"]) == {"casme2", "samm"}
+    assert sum(d["n_samples"] for d in r["per_dataset"].values()) == r["n_samples"]
+    one = cross_validate(ss, TrainOptions(model="ststnet", epochs=1, modalities=("video",)), progress=False)
+    assert one["leakage"]["epochs_recorded"] == 1
+    assert one["leakage"]["common_epoch"]["uf1"] == one["uf1"] == one["leakage"]["per_subject"]["uf1"]
+    assert one["leakage"]["common_epoch"]["inflation_uf1"] == 0.0
+
+
+def test_class_missing_from_a_training_fold_is_reported():
+    ss = toy_set(n_subjects=3, per_subject=3)  # subject k holds samples 3k..3k+2, labels cycle per sample
+    ss.labels = [json.dumps({"emotion": "surprise" if s == "sub1" else "happy", "objective": None})
+                 for s in ss.subjects]  # surprise only in sub1
+    r = cross_validate(ss, TrainOptions(model="ststnet", epochs=1, modalities=("video",)), progress=False)
+    missing = {f["fold"]: f["missing_train_classes"] for f in r["folds"]}
+    assert missing == {"sub0": [], "sub1": ["surprise"], "sub2": []} and r["n_folds"] == 3
+
+
+def test_train_defaults_to_flowcnn_on_flow_images(tmp_path, capsys):
+    ss = toy_set(n_subjects=3, per_subject=3)
+    labels = [json.loads(raw)["emotion"] for raw in ss.labels]
+    write_flowimages(tmp_path / "fi", ss.arrays["flow"], subjects=ss.subjects, samples=ss.ids, labels=labels)
+    assert main(["train", "--data", f"flowimages:{tmp_path / 'fi'}", "--epochs", "2", "--modalities", "video",
+                 "--workers", "1", "--no-checkpoint", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["model"] == "flowcnn" and res["options"]["ema"] > 0 and res["features"]["image_size"] == 16
+    assert res["leakage"]["epochs_recorded"] == 2 and res["n_folds"] == 3

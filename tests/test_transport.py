@@ -215,3 +215,42 @@ def test_marker_outlet_roundtrip():
     with pytest.raises(ValueError, match="str"):
         out.push(3)
     out.close()
+
+
+def _connected(raw: zmq.Socket, sub: FrameSubscriber, index: int) -> None:
+    """Resend a good frame until the subscription is live (slow joiner), then drain."""
+    good = json.dumps({"v": 1, "stream": "s", "index": index, "t": 1.0, "dtype": "uint8", "shape": [2, 2]})
+    for _ in range(200):
+        raw.send_multipart([b"s\0", good.encode(), bytes(4)])
+        if sub.recv(timeout=0.02) is not None:
+            break
+    else:
+        pytest.fail("subscriber never connected")
+    while sub.recv(timeout=0.1) is not None:
+        pass
+
+
+def test_subscriber_drops_headers_of_the_wrong_shape_and_oversized_messages():
+    ctx = zmq.Context.instance()
+    raw = ctx.socket(zmq.PUB)
+    raw.setsockopt(zmq.LINGER, 0)
+    port = raw.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        with FrameSubscriber(f"tcp://127.0.0.1:{port}", max_frame_bytes=1000) as sub:
+            _connected(raw, sub, 0)
+            errors_before = sub.errors
+            base = {"v": 1, "stream": "s", "index": 1, "t": 1.0, "dtype": "uint8", "shape": [2, 2]}
+            for head in (b"[1, 2]", b'"s"', json.dumps({**base, "index": 1e400}).encode(),
+                         json.dumps({**base, "index": -3}).encode(), json.dumps({**base, "t": float("nan")}).encode(),
+                         json.dumps({**base, "shape": [1e400]}).encode(), json.dumps({**base, "stream": 5}).encode()):
+                raw.send_multipart([b"s\0", head, bytes(4)])
+            frame = sub.recv(timeout=2.0)  # nothing valid came: all seven are dropped and counted
+            assert frame is None and sub.errors - errors_before == 7
+            big = json.dumps({**base, "index": 2, "shape": [40, 40]}).encode()
+            raw.send_multipart([b"s\0", big, bytes(1600)])  # over the limit: ZeroMQ drops the connection
+            assert sub.recv(timeout=0.5) is None
+            sub.reconnect()
+            _connected(raw, sub, 3)
+            assert sub.gaps == 2 and sub.errors - errors_before == 7  # frames 1 and 2 never arrived
+    finally:
+        raw.close(linger=0)

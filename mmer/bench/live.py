@@ -43,9 +43,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1000, help="synthetic lab seed, >= 1000 (held out)")
     parser.add_argument("--checkpoint", default="demo", help="model checkpoint (default: the packaged demo)")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds before RSS is taken as the baseline")
+    parser.add_argument("--dashboard", nargs="?", const="off-on", choices=["off-on", "on-off"],
+                        help="run twice, without and with the dashboard (in this order; on-off reverses it), "
+                        "and compare (mmer.dashboard.cost)")
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.dashboard:
+        from mmer.dashboard.cost import paired_runs
+
+        return paired_runs(args, _run_once)
+    return _run_once(args)
+
+
+def _run_once(args: argparse.Namespace, *, session: str | None = None, consumers=(), on_score=None) -> dict:
     from mmer.config import parse_config
     from mmer.live._quiet import NativeChatterFilter
     from mmer.live.demo import LSL_WARNINGS_ONLY
@@ -62,7 +73,7 @@ def run(args: argparse.Namespace) -> dict:
     except ValueError:
         raise ValueError(f"--size must look like 640x480, got {args.size!r}") from None
     face = str(_HELD_OUT) if _HELD_OUT.is_file() else "astronaut"
-    configure_lsl(f"mmer-bench-live-{uuid.uuid4().hex[:8]}", extra_lines=LSL_WARNINGS_ONLY)
+    configure_lsl(session or f"mmer-bench-live-{uuid.uuid4().hex[:8]}", extra_lines=LSL_WARNINGS_ONLY)
     opts = {"seed": args.seed, "width": width, "height": height, "face": face, "epoch": None, "wait_for_consumers": 60.0}
     config = parse_config({
         "sensors": [{"adapter": "synthetic-camera", "options": {**opts, "fps": _FPS, "depth": True}},
@@ -71,7 +82,7 @@ def run(args: argparse.Namespace) -> dict:
         "model": {"checkpoint": args.checkpoint},
         "outputs": {"status": False},
     }, source="bench live")
-    pipeline = LivePipeline(config)
+    pipeline = LivePipeline(config, consumers=list(consumers), on_score=on_score)
     with NativeChatterFilter():
         pipeline.start()
         t_start = time.monotonic()

@@ -9,7 +9,7 @@ placed during a distractor. ``--set dev`` draws development sessions instead (th
 identities, seeds below ``FROZEN_SEED``), for sweeps and development tables.
 
 **Rule cost** (``--rule-cost``): every session is also run with each rejection rule switched off
-(``SpotterConfig.rules_off``), on the same frames. Per rule: ME recall with and without it on the
+(``SpotterConfig.rules``), on the same frames. Per rule: ME recall with and without it on the
 MEs that overlap the rule's distractor (from the ground truth's ``overlap`` list), the true
 positives it loses and the false positives it removes over all candidates, and whether it earns
 more than it costs.
@@ -128,7 +128,7 @@ def spotter_overrides(items: list[str]) -> dict:
     out: dict = {}
     for item in items:
         key, sep, text = item.partition("=")
-        if not sep or key not in types or key in ("fps", "rules_off"):
+        if not sep or key not in types or key in ("fps", "rules"):
             raise ValueError(f"--spotter {item!r}: expected KEY=VALUE with KEY a SpotterConfig field")
         kind = int if types[key] is type(None) else types[key]  # k: None means "from fps"
         try:
@@ -198,9 +198,9 @@ def run(args: argparse.Namespace) -> dict:
     if overrides and args.which == "frozen":
         raise ValueError("--spotter is for --set dev: no spotter setting may be chosen on the frozen set")
     synth_config = SynthConfig() if args.me_overlap is None else SynthConfig(me_overlap=args.me_overlap)
-    variants = {"all": frozenset()}
+    variants: dict[str, tuple[str, ...]] = {"all": RULES}
     if args.rule_cost:
-        variants.update({f"{rule}_off": frozenset({rule}) for rule in RULES})
+        variants.update({f"{rule}_off": tuple(r for r in RULES if r != rule) for rule in RULES})
     one_core = not args.all_cores and hasattr(os, "sched_setaffinity")
     previous_affinity = os.sched_getaffinity(0) if one_core else None
     if one_core:
@@ -225,10 +225,10 @@ def run(args: argparse.Namespace) -> dict:
             recording = session.to_recording()
             found: dict[str, list] = {name: [] for name in variants}
             with contextlib.ExitStack() as stack:
-                spotters = {name: stack.enter_context(Spotter(config=SpotterConfig(fps=session.fps, rules_off=off,
+                spotters = {name: stack.enter_context(Spotter(config=SpotterConfig(fps=session.fps, rules=rules,
                                                                                    **overrides),
                                                               clock=time.process_time))
-                            for name, off in variants.items()}
+                            for name, rules in variants.items()}
                 main = spotters["all"]
                 bar = tqdm(recording.iter_frames(), total=session.n_frames, desc=f"bench spot {seed}", unit="frame",
                            file=sys.stderr, leave=False)

@@ -48,7 +48,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.matches:
         result["matches"] = matches
     result["iou_threshold"] = args.iou
-    result["matching"] = "one-to-one, maximum cardinality (Hungarian on 1+IoU), per video and type, pooled"
+    result["matching"] = "one-to-one, maximum cardinality (Hungarian on M+IoU, M > any IoU total), per video and type, pooled"
     if not args.json:
         for kind in ("me", "mae", "overall"):
             r = result[kind]

@@ -27,16 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seconds", type=float, help="stop after this many seconds (overrides duration_s)")
     parser.add_argument("--status", choices=["auto", "on", "off"], help="terminal status view (overrides the config)")
     parser.add_argument("--json", action="store_true", help="print the run summary as one JSON line at the end")
+    parser.add_argument("--dashboard", nargs="?", const="127.0.0.1:8765", metavar="HOST:PORT",
+                        help="serve the live dashboard (default 127.0.0.1:8765; its URL is printed on stderr)")
     parser.set_defaults(func=run)
 
 
 def install_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt, so a service manager's stop is as clean as Ctrl-C."""
+    """SIGTERM stops as cleanly as Ctrl-C; a second signal waits, a third forces the stop."""
+    from mmer.live.signals import install_stop_signals
 
-    def _raise(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _raise)
+    install_stop_signals()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,20 +50,37 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give --config FILE (or --example-config to print one)")
     if args.seconds is not None and args.seconds <= 0:
         raise ValueError(f"--seconds must be > 0, got {args.seconds}")
+    if args.dashboard is not None:
+        from mmer.dashboard.server import parse_listen
+
+        parse_listen(args.dashboard)
     config = load_config(args.config)
     if args.status:
         status = {"on": True, "off": False}.get(args.status, "auto")
         config = config.model_copy(update={"outputs": config.outputs.model_copy(update={"status": status})})
     with NativeChatterFilter():
-        summary = run_session(config, record=args.record, seconds=args.seconds)
+        summary = run_session(config, record=args.record, seconds=args.seconds, dashboard=args.dashboard)
     _print_summary(summary)
     if args.json:
         print_json(summary)
     return 0 if not summary["errors"] else 1
 
 
-def run_session(config, *, record: Path | None = None, seconds: float | None = None, sources=None) -> dict:
-    """Configure LSL, build the pipeline (with the config's replay source, if any) and run it."""
+def recording_errors(summary: dict) -> list[str]:
+    """The recording's failure as summary errors (empty when it stopped as asked)."""
+    rec = summary.get("recording")
+    if rec is None or rec.get("stop_reason") == "stopped":
+        return []
+    return [f"recording {rec['dir']}: {rec.get('stop_reason') or 'not finished'}"]
+
+
+def run_session(config, *, record: Path | None = None, seconds: float | None = None, sources=None,
+                dashboard: str | None = None) -> dict:
+    """Configure LSL, build the pipeline (with the config's replay source, if any) and run it.
+
+    ``dashboard`` (``HOST:PORT``) starts the dashboard in a child process once the pipeline
+    runs, and puts the spotter's score on LSL for it.
+    """
     from mmer.live._sources import ReplaySource
     from mmer.live.pipeline import LivePipeline
     from mmer.live.recorder import RecorderError
@@ -77,7 +94,13 @@ def run_session(config, *, record: Path | None = None, seconds: float | None = N
         replay = ReplaySource(config.replay, decisions=config.outputs.events_stream)
         sources.append(replay)
     install_sigterm()
-    pipeline = LivePipeline(config, sources=sources, record_dir=record)
+    consumers, tap = [], None
+    if dashboard is not None:
+        from mmer.dashboard import DashboardProcess, ScoreTap
+
+        consumers.append(DashboardProcess(dashboard, recording=record or config.recording.dir))
+        tap = ScoreTap()
+    pipeline = LivePipeline(config, sources=sources, record_dir=record, consumers=consumers, on_score=tap)
     # Ctrl-C or SIGTERM while the pipeline starts is held until it has started (every step has a
     # timeout) and then stops it cleanly: a start torn down half way could leave inlets waiting on
     # streams that its own cleanup removed, and the recording would end as "start failed".
@@ -92,8 +115,10 @@ def run_session(config, *, record: Path | None = None, seconds: float | None = N
             signal.signal(sig, handler)
     if interrupted.is_set():
         log.warning("interrupted while starting: stopping cleanly")
-    return pipeline.run(duration=seconds, until=replay.finished if replay is not None and not config.replay.loop else None,
-                        stop=interrupted)
+    until = replay.finished if replay is not None and not config.replay.loop else None
+    summary = pipeline.run(duration=seconds, until=until, stop=interrupted)
+    summary["errors"] = [*summary["errors"], *recording_errors(summary)]
+    return summary
 
 
 def _print_summary(summary: dict) -> None:

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from mmer.config import SessionConfig, load_config
     from mmer.live._sources import ReplaySource, SensorProcess, start_failures, stop_sources
     from mmer.live.recorder import RecorderError, SessionRecorder, check_recording_dir
+    from mmer.live.signals import stop_begun
     from mmer.sensors import create_sensor
     from mmer.streams import configure_lsl
 
@@ -105,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             log.warning("interrupted: closing the recording")
     finally:
         # Sources stop acquiring first, LabRecorder takes the last samples, then outlets close.
+        stop_begun()
         stop_sources(started, "halt")
         manifest = recorder.stop() if recorder is not None else None
         stop_sources(started, "stop")
@@ -117,8 +119,11 @@ def run(args: argparse.Namespace) -> int:
         + f"; stopped: {manifest['stop_reason']}",
         file=sys.stderr,
     )
+    errors = [] if manifest["stop_reason"] == "stopped" else [f"recording {args.dir}: {manifest['stop_reason']}"]
+    for err in errors:
+        print(f"error: {err}", file=sys.stderr)
     if args.json:
         print_json({"dir": str(args.dir), "streams": [s["name"] for s in manifest["streams"]], "video": video,
                     "stop_reason": manifest["stop_reason"], "started_at": manifest["started_at"],
-                    "stopped_at": manifest["stopped_at"]})
-    return 0 if manifest["stop_reason"] == "stopped" else 1
+                    "stopped_at": manifest["stopped_at"], "errors": errors})
+    return 0 if not errors else 1

@@ -85,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         stats = player.stats
         log.warning("replay interrupted; outlets closed")
     summary = stats.as_dict()
+    if player.server is not None:
+        summary["lockstep_rejected"] = player.server.rejected
+        summary["lockstep_dropped"] = player.server.dropped
     if args.json:
         print_json(summary)
     else:

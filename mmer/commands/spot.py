@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     video = kinds.add_parser("video", help="a video file decoded with OpenCV")
     video.add_argument("file", type=Path, help="video file (mp4, avi, mkv, ...)")
     video.add_argument("--subject", help="subject column of the CSV (default: file stem)")
+    video.add_argument("--fps", type=float, help="capture frame rate, when the container's is wrong or missing "
+                       "(needed for GIFs, whose frame delay is a display rate; CASME II and SAMM: 200, SMIC: 100)")
     _common(video)
     video.set_defaults(func=_spot_video)
 
@@ -109,10 +111,16 @@ def _spot_video(args: argparse.Namespace) -> int:
 
     if not args.file.is_file():
         raise FileNotFoundError(f"video not found: {args.file}")
+    if args.fps is not None and not 0 < args.fps <= 1000:
+        raise ValueError(f"--fps must be in (0, 1000], got {args.fps}")
+    if args.fps is None and args.file.suffix.lower() == ".gif":
+        # Every window of the spotter is set in seconds: a wrong rate stretches or squeezes them all.
+        raise ValueError(f"{args.file}: a GIF's frame delay is a display rate, not the capture rate; "
+                         "pass --fps (for example 200 for CASME II or SAMM clips, 100 for SMIC)")
     cap = cv2.VideoCapture(str(args.file))
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) if cap.isOpened() else 0.0
     cap.release()
-    config = _config(args, fps if 0 < fps <= 1000 else 30.0)
+    config = _config(args, args.fps if args.fps is not None else fps if 0 < fps <= 1000 else 30.0)
     result = spot_video(args.file, config=config, subject=args.subject)
     n = write_predictions(args.out, to_predictions(result))
     _plot(args, result, ())

@@ -42,6 +42,9 @@ def _add_knobs(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--me-overlap", type=float, metavar="F",
                    help="share of MEs (0..1) placed during a blink, speech, a head jerk, or beside or inside a "
                         "macro-expression; ground_truth.json names it per ME (default 0.35)")
+    g.add_argument("--physio-coupling", type=float,
+                   help="scale of the event-locked physiological responses, which carry the emotion: "
+                        "0 = physiology holds no emotion information, 1 = default")
     g.add_argument("--no-distractors", action="store_true",
                    help="no head motion, speech, flicker, lighting drift, physiology artifacts or MEs placed "
                         "during a distractor (easy mode)")
@@ -52,7 +55,8 @@ def _config(args: argparse.Namespace):
 
     changes = {}
     for name in ("me_per_min", "mae_per_min", "me_amplitude", "mae_amplitude", "blink_interval",
-                 "noise_sigma", "jpeg_quality", "me_overlap"):
+                 "noise_sigma", "jpeg_quality", "me_overlap",
+                 "physio_coupling"):
         value = getattr(args, name, None)
         if value is not None:
             changes[name] = value

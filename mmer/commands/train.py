@@ -17,7 +17,8 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("features (recordings only; cached per setting)")
     g.add_argument("--flow", choices=("tvl1", "dis", "farneback"), default="tvl1",
                    help="onset->apex optical flow (default: tvl1)")
-    g.add_argument("--image-size", type=int, default=32, help="side of the flow/frame/depth maps, 28-64 (default 32)")
+    g.add_argument("--image-size", type=int, default=None,
+                   help="side of the flow/frame/depth maps, 28-64 (default: native size for flowimages, else 32)")
     g.add_argument("--no-cache", action="store_true", help="recompute features instead of reading the cache")
 
 
@@ -30,16 +31,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "flowimages (labels.csv + flow/*.png) or samples (a cached .npz sample set).",
     )
     p.add_argument("--data", required=True, metavar="KIND:PATH", help="dataset, e.g. synth:/tmp/set or flowimages:DIR")
-    p.add_argument("--model", default="hsta",
-                   help="architecture: hsta, hsta_tiny, ststnet, dfrnet, physionet, late_fusion (default hsta)")
+    p.add_argument("--model", default=None,
+                   help="architecture: flowcnn, hsta, hsta_tiny, ststnet, dfrnet, physionet, late_fusion "
+                        "(default flowcnn for flowimages, hsta otherwise)")
     p.add_argument("--protocol", choices=("loso", "kfold"), default="loso", help="default loso")
     p.add_argument("--folds", type=int, default=5, help="folds for --protocol kfold (default 5)")
     p.add_argument("--labels", choices=("7", "4", "3", "objective"), default="3",
                    help="label protocol: 7 emotions, 4 classes, 3 classes, objective classes (default 3)")
     p.add_argument("--modalities", default="video,depth,physio", help="comma-separated subset of video,depth,physio")
-    p.add_argument("--epochs", type=int, default=30, help="training epochs per fold (default 30)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, one-cycle)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs per fold (default: the model's fixed schedule, flowcnn 25, else 30)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 32")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (AdamW, one-cycle; default 2e-3, flowcnn 3e-3)")
+    p.add_argument("--ema", type=float, default=None,
+                   help="decay of the weight moving average that is evaluated (default 0 = off, flowcnn 0.98)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--selection", choices=("fixed", "val"), default="fixed",
                    help="fixed epochs, or best epoch on a validation split of the training subjects")
@@ -79,18 +84,33 @@ def parse_model_opts(items: list[str]) -> dict:
 
 
 def feature_config(args: argparse.Namespace):
+    """Sample-builder config; ``None`` keeps flow images at their native size."""
     from mmer.features.sample import SampleConfig
 
-    return SampleConfig(flow_method=args.flow, image_size=args.image_size, flow_size=max(64, args.image_size))
+    if args.image_size is None and args.data.startswith("flowimages:"):
+        return None
+    size = args.image_size or 32
+    return SampleConfig(flow_method=args.flow, image_size=size, flow_size=max(64, size))
+
+
+def schedule(model: str) -> dict:
+    """The model's training schedule fixed in advance (``TRAINING`` in its module), else the defaults."""
+    from mmer.models import flowcnn
+
+    base = {"epochs": 30, "batch_size": 32, "lr": 2e-3, "weight_decay": 1e-2, "ema": 0.0}
+    return {**base, **flowcnn.TRAINING} if model == "flowcnn" else base
 
 
 def run(args: argparse.Namespace) -> int:
     from mmer.models.data import load_samples
     from mmer.models.train import TrainOptions, cross_validate
 
+    model = args.model or ("flowcnn" if args.data.startswith("flowimages:") else "hsta")
+    plan = schedule(model)
+    plan.update({k: v for k in ("epochs", "batch_size", "lr", "ema") if (v := getattr(args, k)) is not None})
     opts = TrainOptions(
-        model=args.model, protocol=args.protocol, folds=args.folds, labels=args.labels,
-        modalities=parse_modalities(args.modalities), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        model=model, protocol=args.protocol, folds=args.folds, labels=args.labels,
+        modalities=parse_modalities(args.modalities), **plan,
         seed=args.seed, selection=args.selection, val_fraction=args.val_fraction,
         workers=args.workers if args.workers > 0 else max(1, min(os.cpu_count() or 1, 4)),
         model_cfg=parse_model_opts(args.model_opt),
@@ -104,6 +124,14 @@ def run(args: argparse.Namespace) -> int:
               f"{result['wall_s']:.1f} s)")
         for name, c in result["per_class"].items():
             print(f"  {name:>10}: F1 {c['f1']:.3f}  recall {c['recall']:.3f}  n={c['support']}")
+        for name, d in result["per_dataset"].items():
+            print(f"  {name:>10}: UF1 {d['uf1']:.3f}  UAR {d['uar']:.3f}  n={d['n_samples']}")
         print(f"selection: {result['selection']}")
+        leak = result["leakage"]
+        if leak["epochs_recorded"] > 1:
+            print(f"leakage report (test-fold epoch selection, NOT a valid result): per-subject best epoch "
+                  f"UF1 {leak['per_subject']['uf1']:.3f} ({leak['per_subject']['inflation_uf1']:+.3f}), "
+                  f"best common epoch UF1 {leak['common_epoch']['uf1']:.3f} "
+                  f"({leak['common_epoch']['inflation_uf1']:+.3f})")
     print_json(result)
     return 0

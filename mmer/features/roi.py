@@ -1,4 +1,5 @@
-"""Action-unit-anchored regions of interest and eye aspect ratio from face-mesh landmarks.
+"""Action-unit-anchored regions of interest, eye aspect ratio and upper-lid height from face-mesh
+landmarks.
 
 The ROIs follow the ME-spotting literature (brows for AU1/2/4, eyes for AU6/7, nose sides for
 AU9, mouth corners for AU12/14/15, chin for AU17), each a square box centred on a few mediapipe
@@ -16,6 +17,7 @@ __all__ = [
     "EYE_LANDMARKS",
     "face_rois",
     "eye_aspect_ratio",
+    "upper_lid_height",
 ]
 
 # name -> landmark indices whose mean is the box centre. Left/right are the subject's.
@@ -123,3 +125,35 @@ def eye_aspect_ratio(landmarks: np.ndarray) -> float:
             return float("nan")
         ears.append((np.linalg.norm(pts[p2] - pts[p6]) + np.linalg.norm(pts[p3] - pts[p5])) / (2 * width))
     return float(np.mean(ears))
+
+
+# Per eye: the two corners, then the three upper-lid points above the lid's middle.
+_UPPER_LID: dict[str, tuple[int, int, tuple[int, int, int]]] = {
+    "r": (33, 133, (160, 159, 158)),
+    "l": (263, 362, (387, 386, 385)),
+}
+
+
+def upper_lid_height(landmarks: np.ndarray) -> float:
+    """Mean height of both upper lids above the line through their eye corners, in eye widths.
+
+    About 0.15-0.20 open and near 0.05 closed. Unlike the eye aspect ratio it ignores the lower
+    lid, which a smile or a cheek raise (AU6) pushes up while the upper lid stays: a blink closes
+    the eye from above, a smile narrows it from below.
+    """
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    if landmarks.ndim != 2 or landmarks.shape[0] < 468:
+        raise ValueError(f"landmarks must be (468, 2) face-mesh points, got {landmarks.shape}")
+    heights = []
+    for outer, inner, lid in _UPPER_LID.values():
+        a, b = landmarks[outer, :2], landmarks[inner, :2]
+        axis = b - a
+        width = float(np.linalg.norm(axis))
+        if width <= 0:
+            return float("nan")
+        # The unit normal to the corner line that points up in the image (y grows downwards).
+        normal = np.array([axis[1], -axis[0]]) / width
+        if normal[1] > 0:
+            normal = -normal
+        heights.append(float(np.mean((landmarks[list(lid), :2] - a) @ normal)) / width)
+    return float(np.mean(heights))

@@ -160,8 +160,8 @@ class AlignmentBuffer:
         """Add samples ``(n, n_channels)`` with their source timestamps; return how many were kept.
 
         A chunk with the wrong channel count or timestamp count is not stored in the ring: it is
-        logged, counted (``rejected``) and kept in :attr:`quarantine` for inspection. NaNs are
-        stored as they are and counted.
+        logged, counted (``rejected``) and kept in :attr:`quarantine` for inspection. NaN and
+        infinite values are stored as they are and counted (``nans``).
         """
         arr = np.asarray(data)
         ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
@@ -185,10 +185,10 @@ class AlignmentBuffer:
                 self.quarantine[key].append((arr[bad_ts].copy(), ts[bad_ts].copy()))
                 log.error("stream %s: %d samples without a finite timestamp quarantined", key, int(bad_ts.sum()))
                 arr, ts = arr[~bad_ts], ts[~bad_ts]
-            nans = int(np.isnan(arr).sum()) if arr.dtype.kind == "f" else 0
+            nans = int((~np.isfinite(arr)).sum()) if arr.dtype.kind == "f" else 0
             if nans:
                 if track.counters["nans"] == 0:
-                    log.warning("stream %s: NaN values received (kept and counted)", key)
+                    log.warning("stream %s: NaN or infinite values received (kept and counted)", key)
                 track.counters["nans"] += nans
             track.ingest(arr, ts)
             self._cond.notify_all()

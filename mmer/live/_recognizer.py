@@ -94,14 +94,16 @@ class SessionRecognizer:
                 f"video (its early decision is video only)"
             )
         extra = [m for m in available if m not in trained]
-        if extra:
+        if extra and trained != ["video"]:
             raise ValueError(
                 f"checkpoint {path} was trained on {trained} but the session configures {list(available)}; "
                 f"remove the {extra} inputs from the config or use a checkpoint trained with them"
             )
         self.path = path
         self.meta = self._rec.meta
-        self.available = tuple(m for m in MODALITIES if m in available)
+        # a video-only checkpoint (the packaged ``composite``) decides on video alone; the session
+        # still records its other modalities
+        self.available = tuple(m for m in MODALITIES if m in available and m in trained)
         self.class_names = list(self._rec.classes)
         self.sample_config = self._rec.config
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]

@@ -104,6 +104,8 @@ class SensorProcess:
         self._reader: threading.Thread | None = None
         self._replies: queue.Queue = queue.Queue()
         self._halted = False
+        #: Why the child ended before it was told to stop (None while it runs or after a normal stop).
+        self.failure: str | None = None
 
     def start(self) -> list[tuple[SensorConfig, str, str] | None]:
         """Start the child and its adapters; one outcome per entry.
@@ -123,8 +125,10 @@ class SensorProcess:
             line = json.dumps(request)
         except TypeError as err:
             raise RuntimeError(f"sensor options must be plain values to start them in a process: {err}") from None
+        # A session of its own: a SIGTERM to the process group must not kill the sensors before the
+        # parent has drained and recorded their last samples (the child also ends at end of input).
         self._process = subprocess.Popen([sys.executable, "-m", "mmer.sensors._process_host"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True, bufsize=1)
+                                         stdout=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
         self._process.stdin.write(line + "\n")
         self._process.stdin.flush()
         self._reader = threading.Thread(target=self._read, name="mmer-sensor-process", daemon=True)
@@ -142,7 +146,11 @@ class SensorProcess:
 
     def _read(self) -> None:
         for line in self._process.stdout:
-            kind, payload = json.loads(line)
+            try:
+                kind, payload = json.loads(line)
+            except (ValueError, TypeError):  # not a [kind, payload] reply: say so, keep reading
+                log.warning("ignoring a line from the sensor process that is not a reply: %r", line[:80])
+                continue
             if kind == "ready":
                 self.sensors = [_RemoteSensor(self, entry.adapter)
                                 for entry, failure in zip(self.entries, payload, strict=True) if failure is None]
@@ -153,7 +161,11 @@ class SensorProcess:
             if kind != "health":
                 self._replies.put((kind, payload))
         if not self._halted:
-            log.error("the sensor process ended unexpectedly (exit code %s)", self._process.wait())
+            code = self._process.wait()
+            how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            adapters = ", ".join(e.adapter for e in self.entries)
+            self.failure = f"the sensor process ({adapters}) ended unexpectedly ({how})"
+            log.error("%s", self.failure)
         self._replies.put(("ended", None))
 
     def _ask(self, command: str, timeout: float) -> None:
@@ -240,6 +252,11 @@ class _RemoteSensor:
     def physio_samples_sent(self) -> int | None:
         """Physiology samples (all channels) the adapter pushed; None when it cannot say."""
         return self.sent
+
+    @property
+    def failure(self) -> str | None:
+        """Why the child process running this adapter died, if it did."""
+        return self.host.failure
 
     def halt(self) -> None:
         self.host.halt()

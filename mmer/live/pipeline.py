@@ -42,7 +42,9 @@ import pylsl
 
 from mmer.clock import local_clock
 from mmer.config import SessionConfig
+from mmer.errors import MmerError
 from mmer.fusion import AlignmentBuffer
+from mmer.live import signals
 from mmer.live._recognizer import SessionRecognizer
 from mmer.live._sources import SensorProcess, start_failures, stop_sources
 from mmer.live.events import Decision, EventOutlet
@@ -58,7 +60,7 @@ log = logging.getLogger(__name__)
 _RECENT = 12
 
 
-class PipelineError(RuntimeError):
+class PipelineError(MmerError, RuntimeError):
     """The pipeline cannot start (a required stream or sensor is missing, a bad checkpoint)."""
 
 
@@ -143,6 +145,11 @@ class _VideoReader(threading.Thread):
         self._offset_at = -1e9
         self.clock_offset = 0.0
         self.twin_samples = 0
+        self.last_index: int | None = None
+        self.twin_last_index: int | None = None
+        #: Frames the LSL timing twin announced after the last one whose pixels arrived: dropped at
+        #: a ZeroMQ high-water mark with no later frame to reveal the gap (counted when the reader ends).
+        self.tail_lost = 0
         self._open_twin(info)
 
     def stop(self, *, drain: bool = True) -> None:
@@ -178,7 +185,7 @@ class _VideoReader(threading.Thread):
             return
         self._clock_at = now
         try:
-            self.twin_samples += len(self._clock_inlet.pull_chunk(timeout=0.0, max_samples=1024)[1])
+            self._pull_twin(0.0)
             if now - self._offset_at >= 5.0:
                 self._offset_at = now
                 self.clock_offset = float(self._clock_inlet.time_correction(timeout=0.2))
@@ -186,12 +193,42 @@ class _VideoReader(threading.Thread):
         except Exception as err:  # noqa: BLE001 - pylsl raises its own timeout/lost types
             log.debug("time correction for %s failed: %s", self.spec.name, err)
 
+    def _pull_twin(self, timeout: float) -> int:
+        """Read the timing twin's queued ``(frame_index, capture_time)`` samples; keep the last index."""
+        rows, stamps = self._clock_inlet.pull_chunk(timeout=timeout, max_samples=1024)
+        if len(stamps):
+            self.twin_last_index = int(rows[-1][0])  # the latest, not the largest: a restarted camera counts afresh
+        self.twin_samples += len(stamps)
+        return len(stamps)
+
+    def _count_tail(self) -> None:
+        """After the last frame: frames the twin announced whose pixels never came."""
+        if self._clock_inlet is None:
+            return
+        try:
+            while self._pull_twin(0.1):
+                pass
+        except Exception as err:  # noqa: BLE001 - pylsl's lost-stream error: count what is known
+            log.debug("timing twin of %s at the end: %s", self.spec.name, err)
+        if self.twin_last_index is None:
+            return
+        if self.last_index is None:
+            self.tail_lost = self.twin_samples
+        else:
+            self.tail_lost = max(0, self.twin_last_index - self.last_index)
+        if self.tail_lost:
+            log.warning("video stream %s: the last %d announced frame(s) never arrived", self.spec.name, self.tail_lost)
+
     def _reconnect(self) -> None:
         found = _resolve_one(self.spec.name, 0.3)
         if found is None:
             return
         endpoint = found[1].extra.get("zmq/endpoint", "")
-        if endpoint and endpoint != self.endpoint:
+        if endpoint == self.endpoint:
+            # The source still publishes there, yet nothing arrives: ZeroMQ may have dropped the
+            # connection for good (an oversized message); connecting again costs nothing.
+            self.sub.reconnect()
+        elif endpoint:
             log.warning("video stream %s is back at %s; reconnecting", self.spec.name, endpoint)
             self.sub.connect(endpoint)
             self.endpoint = endpoint
@@ -236,10 +273,12 @@ class _VideoReader(threading.Thread):
             self.last_arrival = now
             self._arrivals.append(now)
             self.received += 1
+            self.last_index = frame.index
             self.buffer.push_frame(self.key, frame.index, frame.timestamp, frame.data)
             if self.on_frame is not None:
                 self.on_frame(frame, t_recv, local_clock())
         self.sub.close()
+        self._count_tail()
         if self._clock_inlet is not None:
             self._clock_inlet.close_stream()
 
@@ -358,6 +397,10 @@ class LivePipeline:
         Show the terminal view (``None``: follow ``config.outputs.status``).
     on_decision : callable, optional
         Called with every published :class:`Decision` (from the decision thread).
+    on_score : callable, optional
+        A read-only observer of the spotter, called from the spotter thread after each frame with
+        the spotter's score history (``{track: [(frame, capture time, score), ...]}``) and the RGB
+        stream's clock offset (the dashboard's :class:`~mmer.dashboard.ScoreTap`).
     """
 
     def __init__(
@@ -369,6 +412,7 @@ class LivePipeline:
         record_dir: str | Path | None = None,
         status: bool | None = None,
         on_decision: Callable[[Decision], None] | None = None,
+        on_score: Callable[[dict, float], None] | None = None,
     ) -> None:
         self.config = config
         self._extra_sources = list(sources or [])
@@ -376,6 +420,7 @@ class LivePipeline:
         self.record_dir = Path(record_dir) if record_dir is not None else config.recording.dir
         self._status_flag = status
         self.on_decision = on_decision
+        self.on_score = on_score
         self.latency = LatencyTracker()
         self.counters = _Counters()
         self.decisions: list[Decision] = []
@@ -414,6 +459,7 @@ class LivePipeline:
         self.spot_signal: dict = {}
         self.first_frame_t: float | None = None
         self.first_frame_index: int | None = None
+        self._at_stop: dict[str, dict] = {}
 
     # -- start ------------------------------------------------------------------------------------
     def _available_modalities(self) -> list[str]:
@@ -642,6 +688,8 @@ class LivePipeline:
                         break
                     continue
                 cands = spotter.push(item.index, item.t, item.data)
+                if self.on_score is not None:
+                    self.on_score(spotter.signal, self.rgb_reader.clock_offset)
                 if cands:
                     self._emit(cands, closing=(item.t, item.t_recv, item.t_buf))
             self._emit(spotter.flush(), closing=None)
@@ -837,6 +885,15 @@ class LivePipeline:
     def _monitor_loop(self) -> None:
         while not self._closing.wait(0.2):
             self._watch_physio()
+            self._watch_sensors()
+
+    def _watch_sensors(self) -> None:
+        """A sensor whose process died is an error of the run (a non-zero exit), not only a stall."""
+        for sensor in self.sensors:
+            failure = getattr(sensor, "failure", None)  # adapters sharing one process share its failure
+            if failure and failure not in self.counters.errors:
+                self.counters.errors.append(failure)
+                self._note(f"[error] {failure}")
 
     def _watch_physio(self) -> None:
         """Flag physiology streams that stop delivering, and when they come back (the buffer itself
@@ -847,6 +904,7 @@ class LivePipeline:
         stats = self.buffer.stats()["streams"]
         for key in self._physio_keys:
             received = int(stats.get(key, {}).get("received", 0))
+            self._effective(key, received)  # rate marks while running, so the rate at the stop is known
             state = self._physio_state.setdefault(key, {"received": received, "at": now, "stalled": False})
             if received != state["received"]:
                 if state["stalled"]:
@@ -865,7 +923,11 @@ class LivePipeline:
         if not self._running:
             return
         self._running = False
-        self._closing.set()  # sources stop now: silence from here on is not a stall
+        signals.stop_begun()  # a Ctrl-C from here on must not cut the stop short
+        # Sources stop now: silence from here on is not a stall, and rates measured from here on
+        # would count the stop's silence; the summary shows each stream as it was at this moment.
+        self._at_stop = {row["name"]: row for row in self.stream_stats()}
+        self._closing.set()
         # Sources stop acquiring but keep their outlets until every inlet here has drained and
         # closed (closing them first makes liblsl report broken streams); those without a
         # halt step stop at once.
@@ -888,8 +950,7 @@ class LivePipeline:
                  "health": sensor.health.as_dict() if hasattr(sensor, "health") else None}
                 for sensor in self.sensors
             ]
-            time.sleep(0.3)  # let LabRecorder pull the last markers
-            self.manifest = self.recorder.stop()
+            self.manifest = self.recorder.stop()  # waits for LabRecorder's last pull itself
         if self.events is not None:
             self.events.close()
         if self._csv is not None:
@@ -929,14 +990,18 @@ class LivePipeline:
             nominal = reader.spec.rate if reader else self._nominal.get(key)
             capacity = max(1.0, self.config.buffer.seconds * (nominal or 1.0))
             state = "stalled" if (reader.stalled if reader else st.get("stalled")) else "ok"
+            rate = reader.effective_hz if reader else self._effective(key, int(st.get("received", 0)))
+            if key in self._at_stop:
+                state, rate = self._at_stop[key]["state"], self._at_stop[key]["effective_hz"]
             out.append({
                 "name": key,
                 "type": st.get("type", ""),
                 "nominal_hz": nominal,
-                "effective_hz": reader.effective_hz if reader else self._effective(key, int(st.get("received", 0))),
+                "effective_hz": rate,
                 "received": int(st.get("received", 0)),
-                "drops": int(st.get("dropped", 0)),
+                "drops": int(st.get("dropped", 0)) + (reader.tail_lost if reader else 0),
                 "rejected": int(st.get("rejected", 0)),
+                "non_finite": int(st.get("nans", 0)),
                 "offset_ms": st.get("clock_offset_ms"),
                 "fill_pct": min(100.0, 100.0 * st.get("buffered", 0) / capacity),
                 "state": state,
@@ -982,6 +1047,7 @@ class LivePipeline:
         # samples the buffer had to reject. Samples a source sent before the pipeline connected
         # never reached it and are reported apart (``physio_before_connect``).
         physio_lost = sum(s["drops"] + s.get("rejected", 0) for s in physio)
+        self._watch_sensors()
         sent = _samples_sent(self.sensors)
         before = None if sent is None else max(0, sent - got - physio_lost)
         def pp(kind):
@@ -1004,6 +1070,7 @@ class LivePipeline:
             "late_incomplete": self.counters.late_incomplete,
             "spotter_ms_per_frame": self.spot_ms,
             "physio_received": got,
+            "physio_non_finite": sum(s["non_finite"] for s in physio),
             "physio_sent": sent,
             "physio_before_connect": before,
             "latency_detail": lat,

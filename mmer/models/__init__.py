@@ -7,12 +7,12 @@ Every model takes a dict batch (see :mod:`mmer.models._base`) with a ``(B, 3)`` 
 over ``("video", "depth", "physio")``, so any subset of modalities works with any model.
 """
 
-from mmer.models import dfrnet, hsta, late_fusion, physionet, ststnet  # noqa: F401  (registration)
+from mmer.models import dfrnet, flowcnn, hsta, late_fusion, physionet, ststnet  # noqa: F401  (registration)
 from mmer.models._base import MODALITIES, InputConfig, RecognitionModel
 from mmer.models._registry import create_model, list_models, register_model
 from mmer.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mmer.models.metrics import confusion_matrix, recognition_scores
-from mmer.models.recognizer import DEMO_CHECKPOINT, Recognizer
+from mmer.models.recognizer import COMPOSITE_CHECKPOINT, DEMO_CHECKPOINT, Recognizer
 
 __all__ = [
     "MODALITIES",
@@ -28,4 +28,5 @@ __all__ = [
     "recognition_scores",
     "Recognizer",
     "DEMO_CHECKPOINT",
+    "COMPOSITE_CHECKPOINT",
 ]

@@ -131,14 +131,16 @@ def parse_data_spec(spec: str) -> tuple[str, Path]:
 
 
 def load_samples(spec: str, *, config: SampleConfig | None = None, cache: bool = True) -> SampleSet:
-    """Load (or build and cache) the labelled samples of a dataset spec ``KIND:PATH``."""
+    """Load (or build and cache) the labelled samples of a dataset spec ``KIND:PATH``.
+
+    Without ``config``, flow images keep their native size and recordings use ``SampleConfig()``.
+    """
     kind, path = parse_data_spec(spec)
-    cfg = config or SampleConfig()
     if kind == "samples":
         return SampleSet.load(path)
     if kind == "flowimages":
-        return _read_flowimages(path, cfg)
-    return _from_recordings(path, cfg, cache=cache)
+        return _read_flowimages(path, config)
+    return _from_recordings(path, config or SampleConfig(), cache=cache)
 
 
 # --- CAS(ME)^3-layout datasets ------------------------------------------------------------------
@@ -198,8 +200,13 @@ def _from_recordings(path: Path, cfg: SampleConfig, *, cache: bool) -> SampleSet
 
 
 # --- flowimages layout --------------------------------------------------------------------------
-def _read_flowimages(path: Path, cfg: SampleConfig) -> SampleSet:
-    """Read the layout with :mod:`mmer.replay`'s flowimages reader; skipped rows are reported."""
+def _read_flowimages(path: Path, cfg: SampleConfig | None) -> SampleSet:
+    """Read the layout with :mod:`mmer.replay`'s flowimages reader; skipped rows are reported.
+
+    Without a config the images keep their native size. The four-image layout adds the arrays
+    ``flow_offset`` (apex->offset u, v, strain) and ``direction`` (both direction images), scaled
+    to [-1, 1] like ``flow``. A ``dataset`` column of ``labels.csv`` lands in ``meta["dataset"]``.
+    """
     from mmer.replay import open_dataset
 
     ds = open_dataset("flowimages", path)
@@ -207,14 +214,36 @@ def _read_flowimages(path: Path, cfg: SampleConfig) -> SampleSet:
         logger.warning("flowimages: %s row %s (%s): %s", d.file, d.row, d.kind, d.action)
     if len(ds) == 0:
         raise ValueError(f"{path}: no usable samples in labels.csv")
+    native = ds.native_size()
+    if cfg is None:
+        side = min(native)
+        cfg = SampleConfig(image_size=side, flow_size=max(64, side))
     samples, labels, subjects, ids = [], [], [], []
+    extra: dict[str, list[np.ndarray]] = {"flow_offset": [], "direction": []}
     for fs in tqdm(ds.samples, desc="flow images", unit="img", leave=False):
-        samples.append(sample_from_flow_image(fs.flow(), config=cfg, apex=fs.apex()))
+        images = fs.images(expect=native)
+        samples.append(sample_from_flow_image(images["flow"], config=cfg, apex=fs.apex()))
+        if ds.layout == "four":
+            extra["flow_offset"].append(_scaled(images["flow_apex_offset"], cfg.image_size))
+            extra["direction"].append(np.concatenate([_scaled(images["direction"], cfg.image_size),
+                                                      _scaled(images["direction_apex_offset"], cfg.image_size)]))
         labels.append(json.dumps({"emotion": fs.label, "objective": None}))
         subjects.append(fs.subject)
         ids.append(fs.sample)
-    return SampleSet(stack_samples(samples), labels, subjects, ids, cfg,
-                     {"source": f"flowimages:{path}", "defects": [d.as_dict() for d in ds.defects]})
+    arrays = stack_samples(samples)
+    if ds.layout == "four":
+        arrays.update({k: np.stack(v) for k, v in extra.items()})
+    meta = {"source": f"flowimages:{path}", "layout": ds.layout, "defects": [d.as_dict() for d in ds.defects]}
+    if all("dataset" in fs.extra for fs in ds.samples):
+        meta["dataset"] = [fs.extra["dataset"] for fs in ds.samples]
+    return SampleSet(arrays, labels, subjects, ids, cfg, meta)
+
+
+def _scaled(image: np.ndarray, side: int) -> np.ndarray:
+    """``(H, W, 3)`` in [0, 1] -> ``(3, side, side)`` in [-1, 1], the scale of ``flow``."""
+    if image.shape[:2] != (side, side):
+        image = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+    return (image * 2.0 - 1.0).transpose(2, 0, 1).astype(np.float32)
 
 
 def write_flowimages(
@@ -254,8 +283,8 @@ def write_flowimages(
         lo = maps.min(axis=(1, 2), keepdims=True)
         hi = maps.max(axis=(1, 2), keepdims=True)
         scaled = np.where(hi > lo, (maps - lo) / np.maximum(hi - lo, 1e-12), 0.5) * 255.0
-        # channel 0 = u in the order cv2.imread returns them (the usual cv2.imwrite([u, v, strain]))
-        image = np.round(scaled).astype(np.uint8).transpose(1, 2, 0)
+        # u, v, strain in RGB order, as the public releases store them (cv2 writes BGR)
+        image = np.round(scaled).astype(np.uint8).transpose(1, 2, 0)[..., ::-1]
         if not cv2.imwrite(str(out / "flow" / f"{name}.png"), image):
             raise OSError(f"cannot write {out / 'flow' / f'{name}.png'}")
         if apex is not None:

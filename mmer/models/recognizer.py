@@ -16,11 +16,15 @@ import torch
 from mmer.features.sample import MODALITIES, Sample, SampleConfig, stack_samples
 from mmer.models.checkpoint import load_checkpoint
 
-__all__ = ["DEMO_CHECKPOINT", "Recognizer"]
+__all__ = ["COMPOSITE_CHECKPOINT", "DEMO_CHECKPOINT", "Recognizer"]
 
 #: The small checkpoint shipped with mmer (HSTA-tiny, 3 classes, trained on synthetic data; see
 #: ``docs/readme/recognition.md`` for the command that made it).
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "demo.pt"
+
+#: flowcnn trained on the real 3-class composite (CASME II + SAMM + SMIC), video only, onset->apex
+#: TV-L1 flow at 28 px; its data, protocol and strict LOSO figures: ``docs/model-card-composite.md``.
+COMPOSITE_CHECKPOINT = DEMO_CHECKPOINT.with_name("composite.pt")
 
 
 class Recognizer:

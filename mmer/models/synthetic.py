@@ -41,7 +41,8 @@ def _session_samples(job: dict) -> dict:
     face = _FACES.get(job["face"])
     if face is None:
         face = _FACES[job["face"]] = load_face(job["face"], size=(640, 480))
-    synth = SynthConfig(me_per_min=job["me_per_min"], mae_per_min=job["mae_per_min"], emotions=job["emotions"])
+    synth = SynthConfig(me_per_min=job["me_per_min"], mae_per_min=job["mae_per_min"], emotions=job["emotions"],
+                        physio_coupling=job.get("physio_coupling", 1.0))
     session = generate_session(face, seconds=job["seconds"], seed=job["seed"], config=synth,
                                subject=job["subject"], min_me=job["min_me"])
     rec = session.to_recording()
@@ -73,6 +74,7 @@ def synthetic_sample_set(
     modalities: Sequence[str] = MODALITIES,
     workers: int = 1,
     progress: bool = True,
+    physio_coupling: float = 1.0,
 ) -> SampleSet:
     """Generate one session per seed (faces used in turn) and build a sample per micro-expression.
 
@@ -91,6 +93,9 @@ def synthetic_sample_set(
         Modalities to extract (the others are left masked, which saves time).
     workers : int
         Parallel processes.
+    physio_coupling : float
+        Scale of the event-locked physiological responses, the only carrier of emotion in the
+        physiology (0 = none; :class:`mmer.synth.SynthConfig`).
     """
     if not faces or not seeds:
         raise ValueError("synthetic_sample_set needs at least one face and one seed")
@@ -102,7 +107,8 @@ def synthetic_sample_set(
         jobs.append({"face": face, "seed": int(seed), "subject": f"{stem}-{seed}", "seconds": seconds,
                      "me_per_min": me_per_min, "mae_per_min": mae_per_min, "emotions": dict(emotions),
                      "config": cfg.as_dict(), "modalities": list(modalities),
-                     "min_me": max(1, int(me_per_min * seconds / 60.0 * 0.8))})
+                     "min_me": max(1, int(me_per_min * seconds / 60.0 * 0.8)),
+                     "physio_coupling": float(physio_coupling)})
     results = []
     bar = tqdm(total=len(jobs), desc="synthetic sessions", unit="session", disable=not progress)
     if workers <= 1:

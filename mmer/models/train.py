@@ -4,7 +4,13 @@ Model selection never sees the test subject: either the epoch count is fixed in 
 (``selection="fixed"``), or each fold holds out a validation split of its *training* subjects and
 keeps the epoch that scores best there (``selection="val"``). Predictions of every fold are pooled
 and scored once (MEGC convention: UF1 and UAR over the pooled confusion matrix). Every fold runs;
-a fold that fails stops the run with its name, none is skipped.
+a fold that fails stops the run with its name, none is skipped. A subject with one sample is a fold
+of one sample; a class absent from a fold's training subjects is trained without (the model can
+still output it only through its prior) and listed in that fold's ``missing_train_classes``.
+
+Each fold also records the test fold's predictions after every epoch. They never steer training;
+they feed the *leakage report*: what selecting epochs on the test fold, as several published
+codes do, would have reported on the same run (:func:`leakage_report`).
 
 Runs are deterministic for a given seed: each fold seeds torch and its class-balanced sampler
 from ``seed`` and the fold number, and uses one thread, so folds can run in parallel processes.
@@ -37,7 +43,11 @@ from mmer.models.metrics import plot_confusion, recognition_scores
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainOptions", "encode_labels", "make_folds", "to_batch", "fit", "predict_proba", "cross_validate"]
+__all__ = ["TrainOptions", "encode_labels", "make_folds", "to_batch", "fit", "predict_proba", "cross_validate",
+           "leakage_report", "VIDEO_KEYS"]
+
+#: batch keys of the video modality besides ``frames``, ``flow`` and ``roi`` (four-image flow layout)
+VIDEO_KEYS = ("flow_offset", "direction")
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,9 @@ class TrainOptions:
     modalities : tuple of str
         Modalities the model may see; the others are masked out for training and testing.
     epochs, batch_size, lr, weight_decay : training schedule (AdamW, cosine decay).
+    ema : float
+        Decay of an exponential moving average of the weights, evaluated instead of the raw
+        weights (0 = off).
     seed : int
         Seeds every fold.
     selection : {"fixed", "val"}
@@ -76,6 +89,7 @@ class TrainOptions:
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-2
+    ema: float = 0.0
     seed: int = 0
     selection: str = "fixed"
     val_fraction: float = 0.2
@@ -96,6 +110,8 @@ class TrainOptions:
             raise ValueError("epochs, batch_size and workers must be >= 1")
         if self.protocol == "kfold" and self.folds < 2:
             raise ValueError(f"kfold needs folds >= 2, got {self.folds}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
@@ -157,8 +173,9 @@ def to_batch(arrays: dict[str, np.ndarray], rows: np.ndarray, modalities: Sequen
         if m not in modalities:
             mask[:, modality_index(m)] = 0.0
     batch["mask"] = mask
-    for key, m in (("frames", "video"), ("flow", "video"), ("roi", "video"), ("depth", "depth"),
-                   ("physio", "physio"), ("physio_feats", "physio")):
+    keys = [("frames", "video"), ("flow", "video"), ("roi", "video"), ("depth", "depth"), ("physio", "physio"),
+            ("physio_feats", "physio")] + [(k, "video") for k in VIDEO_KEYS if k in batch]
+    for key, m in keys:
         keep = mask[:, modality_index(m)].reshape(-1, *([1] * (batch[key].dim() - 1)))
         batch[key] = batch[key].float() * keep
     return batch
@@ -188,11 +205,15 @@ def fit(
     model_cfg: dict,
     seed: int,
     val_rows: np.ndarray | None = None,
+    record_rows: np.ndarray | None = None,
     progress: bool = False,
 ) -> tuple[torch.nn.Module, dict]:
     """Train one model on ``train_rows`` with class-balanced sampling.
 
-    With ``val_rows`` the weights of the epoch with the best validation UF1 are kept.
+    With ``val_rows`` the weights of the epoch with the best validation UF1 are kept. With
+    ``record_rows`` the evaluated model's class probabilities on those rows after every epoch land
+    in ``history["record"]`` (for the leakage report; they never influence training). With
+    ``opts.ema`` the returned model is the moving average of the weights.
     Returns ``(model, history)``.
     """
     torch.manual_seed(seed)
@@ -208,7 +229,12 @@ def fit(
     optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=opts.lr, total_steps=steps * opts.epochs, pct_start=0.15)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
-    history: dict = {"loss": [], "val_uf1": [], "best_epoch": opts.epochs}
+    averaged = None
+    if opts.ema > 0:
+        averaged = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(opts.ema), use_buffers=True)
+    evaluated = averaged.module if averaged is not None else model
+    history: dict = {"loss": [], "val_uf1": [], "best_epoch": opts.epochs, "record": []}
     best_state, best_score = None, -1.0
     bar = tqdm(range(opts.epochs), desc="epochs", leave=False, disable=not progress)
     for epoch in bar:
@@ -225,20 +251,24 @@ def fit(
             loss.backward()
             optim.step()
             sched.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             total += float(loss.detach())
         history["loss"].append(total / steps)
+        if record_rows is not None:
+            history["record"].append(predict_proba(evaluated, arrays, record_rows, opts.modalities))
         if val_rows is not None and len(val_rows):
-            pred = predict_proba(model, arrays, val_rows, opts.modalities).argmax(1)
+            pred = predict_proba(evaluated, arrays, val_rows, opts.modalities).argmax(1)
             score = recognition_scores(y[val_rows], pred, class_names=[str(c) for c in range(n_classes)])["uf1"]
             history["val_uf1"].append(score)
             if score > best_score:
-                best_score, best_state = score, copy.deepcopy(model.state_dict())
+                best_score, best_state = score, copy.deepcopy(evaluated.state_dict())
                 history["best_epoch"] = epoch + 1
         bar.set_postfix(loss=f"{history['loss'][-1]:.3f}")
     if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return model, history
+        evaluated.load_state_dict(best_state)
+    evaluated.eval()
+    return evaluated, history
 
 
 def _split_val(subjects: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -278,9 +308,14 @@ def _run_fold(k: int, name: str, test_rows: np.ndarray, progress: bool = False) 
         assert not test_subj & set(subjects[val_rows].tolist()), "test subject leaked into selection"
     if len(train_rows) == 0:
         raise ValueError(f"fold {name}: no training samples")
+    n_classes = p["model_cfg"]["n_classes"]
+    missing = sorted(set(range(n_classes)) - set(y[train_rows].tolist()) & set(y[usable].tolist()))
+    if missing:
+        logger.warning("fold %s: class(es) %s have no training sample; the fold is trained without them",
+                       name, [p["classes"][c] for c in missing])
     t0 = time.perf_counter()
     model, hist = fit(p["arrays"], y, train_rows, opts=opts, model_cfg=p["model_cfg"], seed=seed,
-                      val_rows=val_rows, progress=progress)
+                      val_rows=val_rows, record_rows=test_rows, progress=progress)
     proba = predict_proba(model, p["arrays"], test_rows, opts.modalities)
     subsets = {"+".join(sub): predict_proba(model, p["arrays"], test_rows, sub).tolist() for sub in p["eval_subsets"]}
     return {
@@ -292,6 +327,8 @@ def _run_fold(k: int, name: str, test_rows: np.ndarray, progress: bool = False) 
         "val_subjects": sorted(set(subjects[val_rows].tolist())) if val_rows is not None else [],
         "test_subjects": sorted(test_subj),
         "best_epoch": hist["best_epoch"],
+        "missing_train_classes": [p["classes"][c] for c in missing],
+        "epoch_proba": [e.tolist() for e in hist["record"]],
         "final_loss": hist["loss"][-1] if hist["loss"] else None,
         "seconds": time.perf_counter() - t0,
     }
@@ -305,6 +342,7 @@ def cross_validate(
     save_final: bool = True,
     progress: bool = True,
     eval_subsets: Sequence[Sequence[str]] = (),
+    return_predictions: bool = False,
 ) -> dict:
     """Run the subject-independent protocol and score the pooled predictions.
 
@@ -323,6 +361,8 @@ def cross_validate(
         Also score each fold's model with only these modalities fed at test time (for example
         ``[("video",), ("video", "physio")]``: how it degrades when a modality is missing); the
         scores land in ``subsets``.
+    return_predictions : bool
+        Also return the pooled out-of-fold ``rows`` and their class ``proba`` (for late fusion).
 
     Returns
     -------
@@ -346,6 +386,7 @@ def cross_validate(
         if not sub or not set(sub) <= set(opts.modalities):
             raise ValueError(f"eval subset {list(sub)} must be a non-empty subset of {list(opts.modalities)}")
     payload = {"arrays": ss.arrays, "y": y, "subjects": subjects, "opts": opts, "model_cfg": model_cfg,
+               "classes": classes,
                "eval_subsets": [tuple(sub) for sub in eval_subsets]}
     workers = max(1, min(opts.workers, len(folds), os.cpu_count() or 1))
     results = []
@@ -407,8 +448,11 @@ def cross_validate(
                 ).argmax(1), class_names=classes).items() if k in ("uf1", "uar", "accuracy")}
             for key in results[0]["subset_proba"]
         },
-        "folds": [{k: r[k] for k in ("fold", "test_subjects", "val_subjects", "best_epoch", "final_loss", "seconds")}
+        "folds": [{k: r[k] for k in ("fold", "test_subjects", "val_subjects", "best_epoch", "missing_train_classes",
+                                     "final_loss", "seconds")}
                   | {"n_test": len(r["test_rows"])} for r in results],
+        "leakage": leakage_report(results, y, classes, strict_uf1=scores["uf1"], strict_uar=scores["uar"]),
+        "per_dataset": _per_dataset(ss, rows, y, pred, classes),
         "wall_s": None,
     }
     if out_dir is not None:
@@ -435,8 +479,76 @@ def cross_validate(
                                    "n_samples": int(len(usable)), "cv_uf1": scores["uf1"]})
             out["checkpoint"] = str(out_dir / "model.pt")
     out["wall_s"] = time.perf_counter() - t_start
+    if return_predictions:
+        out["rows"], out["proba"] = rows.tolist(), proba.tolist()
     if out_dir is not None:
         (Path(out_dir) / "results.json").write_text(json.dumps(_plain(out), indent=2))
+    return out
+
+
+def leakage_report(folds: Sequence[dict], y: np.ndarray, classes: Sequence[str], *, strict_uf1: float,
+                   strict_uar: float) -> dict:
+    """What selecting epochs on the test folds would have reported on the same run.
+
+    Two leaky protocols are scored from the per-epoch test predictions each fold recorded:
+    ``common_epoch`` keeps the one epoch whose pooled test UF1 is best (a learning curve read on the
+    test data), and ``per_subject`` keeps, for each fold, the epoch with the most correct test
+    predictions (later epochs win ties), as several public composite codes do. With a fixed
+    schedule the last recorded epoch is the strict model, so ``common_epoch`` is never below the
+    strict figure, and with one recorded epoch both equal it.
+
+    Parameters
+    ----------
+    folds : sequence of dict
+        Fold results with ``test_rows`` and ``epoch_proba`` (epochs x test rows x classes).
+    y : ndarray
+        Class index of every row.
+    classes : sequence of str
+        Class names.
+    strict_uf1, strict_uar : float
+        The strict figures of the same run, reported beside the leaky ones.
+    """
+    n_classes = len(classes)
+    recorded = [np.asarray(f["epoch_proba"], dtype=float).reshape(-1, len(f["test_rows"]), n_classes) for f in folds]
+    n_epochs = min(len(r) for r in recorded) if recorded else 0
+    report: dict = {"strict_uf1": strict_uf1, "strict_uar": strict_uar, "epochs_recorded": n_epochs}
+    if n_epochs == 0:
+        return report
+    recorded = [r[len(r) - n_epochs:] for r in recorded]
+    truth = [y[np.asarray(f["test_rows"], dtype=int)] for f in folds]
+    pooled_truth = np.concatenate(truth)
+
+    def pooled(epochs: Sequence[int]) -> dict:
+        pred = np.concatenate([r[e].argmax(1) for r, e in zip(recorded, epochs)])
+        return recognition_scores(pooled_truth, pred, class_names=list(classes))
+
+    curve = [pooled([e] * len(recorded)) for e in range(n_epochs)]
+    best = max(range(n_epochs), key=lambda e: (curve[e]["uf1"], e))
+    picks = [max(range(n_epochs), key=lambda e: (int((r[e].argmax(1) == t).sum()), e))
+             for r, t in zip(recorded, truth)]
+    per_subject = pooled(picks)
+    report.update(
+        common_epoch={"uf1": curve[best]["uf1"], "uar": curve[best]["uar"], "epoch": best + 1,
+                      "inflation_uf1": curve[best]["uf1"] - strict_uf1},
+        per_subject={"uf1": per_subject["uf1"], "uar": per_subject["uar"],
+                     "inflation_uf1": per_subject["uf1"] - strict_uf1,
+                     "epochs_picked": [int(e) + 1 for e in picks]},
+        test_curve_uf1=[c["uf1"] for c in curve],
+    )
+    return report
+
+
+def _per_dataset(ss: SampleSet, rows: np.ndarray, y: np.ndarray, pred: np.ndarray, classes: Sequence[str]) -> dict:
+    """Pooled scores within each source dataset (``meta["dataset"]``, one name per sample)."""
+    names = ss.meta.get("dataset")
+    if not names:
+        return {}
+    names = np.asarray(names)[rows]
+    out = {}
+    for name in dict.fromkeys(names.tolist()):
+        sel = names == name
+        sc = recognition_scores(y[rows][sel], pred[sel], class_names=list(classes))
+        out[name] = {"uf1": sc["uf1"], "uar": sc["uar"], "accuracy": sc["accuracy"], "n_samples": sc["n_samples"]}
     return out
 
 

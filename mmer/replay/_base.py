@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -10,13 +11,14 @@ from pathlib import Path
 import pandas as pd
 
 from mmer.dataset import Defect, Event, EventKind, Recording
+from mmer.errors import MmerError
 
 __all__ = ["DatasetError", "Dataset", "RecordingRef", "read_workbook", "find_file", "select", "subject_key"]
 
 log = logging.getLogger(__name__)
 
 
-class DatasetError(ValueError):
+class DatasetError(MmerError, ValueError):
     """A dataset that cannot be read; the message names the file and the row or byte offset."""
 
 
@@ -169,16 +171,26 @@ def read_workbook(path: Path, sheet: str | int, columns: Iterable[str]) -> pd.Da
     return frame
 
 
+#: Largest frame number a workbook may hold: 46 hours at 60 fps. Larger ones are typing errors
+#: (a 10^12 would make every reader allocate or loop over that many frames).
+MAX_FRAME_NUMBER = 10_000_000
+
+
 def int_cell(frame: pd.DataFrame, index, column: str, path: Path) -> int:
-    """One cell as an ``int``; a blank or non-numeric cell raises naming file, row and column."""
+    """One cell as an ``int`` from 0 to :data:`MAX_FRAME_NUMBER`; a blank, non-numeric, negative or
+    absurd cell raises naming file, row and column."""
     value = frame.at[index, column]
     row = frame.at[index, "_row"]
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise DatasetError(f"{path}: row {row}, column {column!r}: {value!r} is not a frame number") from None
-    if number != number or number != int(number):
+    if not math.isfinite(number) or number != int(number):
         raise DatasetError(f"{path}: row {row}, column {column!r}: {value!r} is not a whole frame number")
+    if not 0 <= number <= MAX_FRAME_NUMBER:
+        raise DatasetError(
+            f"{path}: row {row}, column {column!r}: {value!r} is not a frame number from 0 to {MAX_FRAME_NUMBER}"
+        )
     return int(number)
 
 

@@ -45,9 +45,14 @@ def describe(dataset, *, progress: bool = False) -> dict:
         return report
     seen = {tuple(sorted(d.items())) for d in map(_key, report["defects"])}
     rows = []
+    # Datasets without an annotation file (XDF recordings) carry their events in the recordings.
+    from_recordings = not dataset.events
     for ref in tqdm(refs, desc="inspect", unit="rec", disable=not progress or len(refs) < 2):
         rec = ref.load()
         rows.append(_recording_row(rec))
+        if from_recordings:
+            for event in rec.events:
+                report["events"][event.kind.value] += 1
         for d in rec.defects:
             item = d.as_dict()
             if tuple(sorted(_key(item).items())) not in seen:

@@ -90,7 +90,15 @@ def _norm_video(value) -> str:
     return str(value).strip().lower()
 
 
-def _norm_subject(value) -> str:
+def _text_cell(frame: pd.DataFrame, idx, column: str, path: Path) -> str:
+    """One cell as stripped text; a blank cell raises naming file, row and column (pandas reads it
+    as NaN, which ``str`` would turn into the subject or video ``'nan'``). A whole number stored as
+    a float (Excel's ``3.0``) reads as ``3``."""
+    value = frame.at[idx, column]
+    if value is None or (not isinstance(value, str) and pd.isna(value)) or not str(value).strip():
+        raise DatasetError(f"{path}: row {frame.at[idx, '_row']}, column {column!r} is empty")
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
     return str(value).strip()
 
 
@@ -153,9 +161,9 @@ class _PartA:
         return self._media_refs()
 
     def _row_dict(self, frame: pd.DataFrame, idx, path: Path, *, apex: bool = True) -> dict:
-        raw_video = str(frame.at[idx, "Filename"]).strip()
+        raw_video = _text_cell(frame, idx, "Filename", path)
         row = {
-            "subject": _norm_subject(frame.at[idx, "Subject"]),
+            "subject": _text_cell(frame, idx, "Subject", path),
             "video": _norm_video(raw_video),
             "raw_video": raw_video,
             "onset": int_cell(frame, idx, "Onset", path),
@@ -630,10 +638,8 @@ class _PartC:
 
     @staticmethod
     def _row(frame, idx, path, sub_col, on_col, off_col) -> dict:
-        value = frame.at[idx, sub_col]
-        subject = str(int(value)) if isinstance(value, (int, float, np.integer, np.floating)) and not pd.isna(value) else str(value).strip()
         return {
-            "subject": subject,
+            "subject": _text_cell(frame, idx, sub_col, path),
             "video": PART_C_VIDEO,
             "onset": int_cell(frame, idx, on_col, path),
             "offset": int_cell(frame, idx, off_col, path),

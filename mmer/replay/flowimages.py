@@ -1,15 +1,27 @@
 """Precomputed-flow datasets (the STSTNet/HTNet benchmark layout): one sample per ME, no video.
 
-Layout::
+Two layouts are read. The one-image layout::
 
-    ROOT/labels.csv          subject,sample,label[,more columns]
-    ROOT/flow/<sample>.png   3 channels: horizontal flow u, vertical flow v, optical strain,
-                             each min-max normalised to 0-255
+    ROOT/labels.csv          subject,sample,label[,dataset][,more columns]
+    ROOT/flow/<sample>.png   onset->apex flow: u, v, optical strain, each min-max scaled to 0-255
     ROOT/apex/<sample>.jpg   optional apex face
 
-Channels are in the order ``cv2.imread`` returns them (index 0 = u), which is the order the
-usual ``cv2.imwrite([u, v, strain])`` writers produce. This is a sample-level dataset, so it has
-no recordings to replay; training code uses :class:`FlowImages` directly.
+and the four-image layout of the public composite releases (CausalNet, STSTNet-style), which adds::
+
+    ROOT/flow_apex_offset/<sample>.png       apex->offset flow (u, v, strain)
+    ROOT/direction/<sample>.png              onset->apex flow direction image
+    ROOT/direction_apex_offset/<sample>.png  apex->offset flow direction image
+
+A folder with ``flow_apex_offset/`` is read as the four-image layout, and then every sample needs
+all four images. Channels are u, v, strain in the image's RGB order (the order of the public
+releases, whose writers store ``[u, v, strain]`` as RGB; ``cv2.imread`` returns them reversed).
+All images of one kind must share one size. This is a sample-level dataset, so it has no
+recordings to replay; training code uses :class:`FlowImages` directly.
+
+Bad input: an undecodable image, one with other than 3 channels (4 with alpha) or one whose size
+differs from the first image of its kind raises :class:`~mmer.replay.DatasetError` naming the
+file. A sample whose onset->apex flow file is missing is skipped and recorded as a
+``missing_flow`` defect; in the four-image layout a missing secondary image is an error.
 """
 
 from __future__ import annotations
@@ -27,9 +39,31 @@ from mmer.dataset import Defect
 from mmer.replay._base import DatasetError, select
 from mmer.replay.labels import get_protocol
 
-__all__ = ["FlowSample", "FlowImages", "open_flowimages"]
+__all__ = ["EXTRA_IMAGES", "FlowSample", "FlowImages", "open_flowimages", "read_flow_png"]
 
 _APEX_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+#: folders of the four-image layout besides ``flow/``, in the order models stack them
+EXTRA_IMAGES: tuple[str, ...] = ("flow_apex_offset", "direction", "direction_apex_offset")
+
+
+def read_flow_png(path: Path, *, row: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
+    """One flow or direction image as float32 ``(H, W, 3)`` in [0, 1], channels in RGB order.
+
+    Raises ``DatasetError`` naming ``path`` when it cannot be decoded, has other than 3 colour
+    channels, or differs from the expected ``size`` ``(H, W)``.
+    """
+    where = f" (labels.csv line {row})" if row is not None else ""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DatasetError(f"{path}: cannot decode flow image{where}")
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise DatasetError(f"{path}: flow image needs 3 channels (u, v, strain), got shape {image.shape}{where}")
+    if size is not None and image.shape[:2] != tuple(size):
+        raise DatasetError(f"{path}: image is {image.shape[1]}x{image.shape[0]} px but the dataset's images are "
+                           f"{size[1]}x{size[0]}{where}")
+    scale = 65535.0 if image.dtype == np.uint16 else 255.0
+    return np.ascontiguousarray(image[..., 2::-1]).astype(np.float32) / scale
 
 
 @dataclass(frozen=True)
@@ -44,6 +78,8 @@ class FlowSample:
         The flow image.
     apex_path : Path or None
         The apex face, when ``apex/`` has one.
+    extra_paths : dict
+        Four-image layout: folder name (:data:`EXTRA_IMAGES`) -> image path; empty otherwise.
     row : int
         1-based line in ``labels.csv`` (header = line 1).
     extra : dict
@@ -57,23 +93,28 @@ class FlowSample:
     apex_path: Path | None
     row: int
     extra: dict = field(default_factory=dict)
+    extra_paths: dict = field(default_factory=dict)
 
-    def flow(self, *, size: int | None = None) -> np.ndarray:
-        """Flow image as float32 ``(H, W, 3)`` in [0, 1]: channels u, v, strain.
+    def flow(self, *, size: int | None = None, expect: tuple[int, int] | None = None) -> np.ndarray:
+        """Onset->apex flow as float32 ``(H, W, 3)`` in [0, 1]: channels u, v, strain.
 
-        ``size`` resizes to ``size x size`` (area interpolation). Raises ``DatasetError`` naming
-        the file when it cannot be decoded.
+        ``size`` resizes to ``size x size`` (area interpolation); ``expect`` is the ``(H, W)`` the
+        stored image must have. Raises ``DatasetError`` naming the file on bad input.
         """
-        image = cv2.imread(str(self.flow_path), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise DatasetError(f"{self.flow_path}: cannot decode flow image (labels.csv line {self.row})")
-        if image.ndim != 3 or image.shape[2] < 3:
-            raise DatasetError(f"{self.flow_path}: flow image needs 3 channels (u, v, strain), got shape {image.shape}")
-        image = image[..., :3]
-        scale = 65535.0 if image.dtype == np.uint16 else 255.0
-        if size is not None:
+        return self._read(self.flow_path, size, expect)
+
+    def images(self, *, size: int | None = None, expect: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+        """Every image of the sample: ``{"flow": ..., **{name: ...}}`` for the four-image layout."""
+        out = {"flow": self.flow(size=size, expect=expect)}
+        for name, path in self.extra_paths.items():
+            out[name] = self._read(path, size, expect)
+        return out
+
+    def _read(self, path: Path, size: int | None, expect: tuple[int, int] | None) -> np.ndarray:
+        image = read_flow_png(path, row=self.row, size=expect)
+        if size is not None and image.shape[:2] != (size, size):
             image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-        return image.astype(np.float32) / scale
+        return image
 
     def apex(self) -> np.ndarray | None:
         """Apex face (BGR uint8), or ``None`` when the dataset has none for this sample."""
@@ -93,8 +134,9 @@ class FlowImages:
 
     kind = "flowimages"
 
-    def __init__(self, path: Path, samples: list[FlowSample], defects: list[Defect]) -> None:
+    def __init__(self, path: Path, samples: list[FlowSample], defects: list[Defect], *, layout: str = "one") -> None:
         self.path = Path(path)
+        self.layout = layout
         self.samples = samples
         self.defects = defects
         self.events: list = []
@@ -136,14 +178,18 @@ class FlowImages:
         labels = self.labels(protocol)
         keep = [i for i, lab in enumerate(labels) if lab is not None]
         classes = list(get_protocol(protocol).classes) if protocol else sorted({labels[i] for i in keep})
-        images = [self.samples[i].flow(size=size).transpose(2, 0, 1) for i in keep]
-        shapes = {im.shape for im in images}
-        if len(shapes) > 1:
-            raise DatasetError(f"{self.path}: flow images differ in size {sorted(shapes)}; pass size=")
+        expect = self.native_size() if keep else None
+        images = [self.samples[i].flow(size=size, expect=expect).transpose(2, 0, 1) for i in keep]
         x = np.stack(images) if images else np.zeros((0, 3, size or 0, size or 0), np.float32)
         y = np.array([classes.index(labels[i]) for i in keep], dtype=np.int64)
         subjects = np.array([self.samples[i].subject for i in keep])
         return x, y, subjects
+
+    def native_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the first sample's flow image: every image must match it."""
+        if not self.samples:
+            raise DatasetError(f"{self.path}: no samples")
+        return read_flow_png(self.samples[0].flow_path, row=self.samples[0].row).shape[:2]
 
     def loso_folds(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         """Leave-one-subject-out: yield ``(subject, train_indices, test_indices)``."""
@@ -157,6 +203,7 @@ class FlowImages:
         return {
             "kind": self.kind,
             "path": str(self.path),
+            "layout": self.layout,
             "subjects": len(self.subjects),
             "videos": len(self.samples),
             "samples": len(self.samples),
@@ -178,7 +225,8 @@ def open_flowimages(path: str | Path, *, subjects=None, videos=None, verify: boo
     subjects, videos : sequence of str, optional
         Keep only these subjects / sample names.
     verify : bool
-        Decode every image now (a damaged one raises, naming the file) instead of on first use.
+        Decode every image now (a damaged, wrongly sized or wrongly shaped one raises, naming the
+        file) instead of on first use.
     """
     root = Path(path)
     table = root / "labels.csv"
@@ -187,6 +235,7 @@ def open_flowimages(path: str | Path, *, subjects=None, videos=None, verify: boo
     if not table.is_file():
         raise DatasetError(f"{root}: not a flow-image dataset (no labels.csv)")
     flow_dir, apex_dir = root / "flow", root / "apex"
+    layout = "four" if (root / EXTRA_IMAGES[0]).is_dir() else "one"
     samples: list[FlowSample] = []
     defects: list[Defect] = []
     seen: set[str] = set()
@@ -213,12 +262,17 @@ def open_flowimages(path: str | Path, *, subjects=None, videos=None, verify: boo
                 defects.append(Defect(kind="missing_flow", file=str(flow), action="skipped: no flow image",
                                       subject=subject, video=sample, row=lineno))
                 continue
+            extra_paths = {name: root / name / f"{sample}.png" for name in EXTRA_IMAGES} if layout == "four" else {}
+            lost = [str(p) for p in extra_paths.values() if not p.is_file()]
+            if lost:
+                raise DatasetError(f"{lost[0]}: missing (four-image layout, labels.csv line {lineno}, sample {sample})")
             apex = next((apex_dir / f"{sample}{ext}" for ext in _APEX_SUFFIXES if (apex_dir / f"{sample}{ext}").is_file()), None)
             extra = {k: v for k, v in row.items() if k not in ("subject", "sample", "label")}
-            samples.append(FlowSample(subject, sample, label, flow, apex, lineno, extra))
-    dataset = FlowImages(root, samples, defects)
-    if verify:
+            samples.append(FlowSample(subject, sample, label, flow, apex, lineno, extra, extra_paths))
+    dataset = FlowImages(root, samples, defects, layout=layout)
+    if verify and samples:
+        expect = dataset.native_size()
         for s in samples:
-            s.flow()
+            s.images(expect=expect)
             s.apex()
     return dataset

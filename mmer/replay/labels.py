@@ -26,10 +26,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mmer.errors import MmerError
+
 __all__ = ["LabelError", "LabelProtocol", "PROTOCOLS", "get_protocol", "normalize_emotion"]
 
 
-class LabelError(ValueError):
+class LabelError(MmerError, ValueError):
     """A label that the chosen protocol cannot map (unknown, or not expressible)."""
 
 

@@ -18,24 +18,58 @@ The player binds a ZeroMQ ROUTER socket; its address is in every replayed stream
 No data is dropped (the player never runs more than ``window`` steps ahead of the slowest
 consumer, so the ZeroMQ high-water mark is never reached) and the order is the schedule order,
 so a lockstep replay is deterministic.
+
+Any local process can reach the socket, so the player trusts no message: one that is not a
+single JSON object of the shapes above (a hello with a string name and a list of string stream
+names; an ack with an integer step the player has announced; a bye), or that comes from a peer
+that never said hello, is dropped and counted in :attr:`LockstepServer.rejected`, and a message
+larger than :data:`MAX_MESSAGE_BYTES` never arrives (ZeroMQ disconnects its sender). A consumer
+that acknowledges nothing for ``timeout`` seconds is dropped and counted in
+:attr:`LockstepServer.dropped`; when no consumer is left, :class:`LockstepError` ends the replay
+with a message naming them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
 
 import zmq
 
-__all__ = ["LockstepStep", "LockstepClient", "LockstepServer", "LOCKSTEP_KEY"]
+from mmer.errors import MmerError
+
+__all__ = ["LockstepStep", "LockstepClient", "LockstepServer", "LockstepError", "LOCKSTEP_KEY", "MAX_MESSAGE_BYTES"]
 
 log = logging.getLogger(__name__)
 
 #: ``StreamSpec.extra`` key (``desc/mmer/lockstep`` in LSL metadata) holding the ack endpoint.
 LOCKSTEP_KEY = "mmer/lockstep"
+
+#: Largest lockstep message either side accepts (ZeroMQ ``MAXMSGSIZE``): a step with the running
+#: counts of a few hundred streams is a few kilobytes.
+MAX_MESSAGE_BYTES = 1 << 20
+
+
+class LockstepError(MmerError, TimeoutError):
+    """The lockstep protocol cannot go on: no player answered, or every consumer went silent."""
+
+
+def _socket(kind: int) -> zmq.Socket:
+    sock = zmq.Context.instance().socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    return sock
+
+
+def _is_int(value: object) -> bool:
+    """An integral JSON number (``json`` reads ``1e400`` as ``inf`` and ``true`` as a bool)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value) and value.is_integer())
 
 
 @dataclass(frozen=True)
@@ -87,32 +121,45 @@ class LockstepClient:
         if not endpoint:
             raise ValueError("lockstep endpoint is empty: the player was not started with lockstep=True")
         self.name = name or f"consumer-{uuid.uuid4().hex[:6]}"
-        self._sock = zmq.Context.instance().socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock = _socket(zmq.DEALER)
         self._sock.connect(endpoint)
         self.endpoint = endpoint
         self.finished = False
         self._sock.send_json({"hello": self.name, "streams": list(streams)})
         if not self._sock.poll(int(timeout * 1000)):
             self._sock.close(linger=0)
-            raise TimeoutError(f"no lockstep player answered at {endpoint} within {timeout} s")
-        reply = self._sock.recv_json()
-        self.streams: list[str] = list(reply.get("welcome", []))
+            raise LockstepError(f"no lockstep player answered at {endpoint} within {timeout} s")
+        reply = _load(self._sock.recv_multipart())
+        welcome = reply.get("welcome") if isinstance(reply, dict) else None
+        if not isinstance(welcome, list) or not all(isinstance(x, str) for x in welcome):
+            self._sock.close(linger=0)
+            raise LockstepError(f"{endpoint} answered the hello with {str(reply)[:80]}, not a lockstep welcome")
+        self.streams: list[str] = welcome
+        #: Messages from the player dropped because they were neither a step nor the end.
+        self.rejected = 0
 
     def next_step(self, timeout: float | None = None) -> LockstepStep | None:
         """Wait for the next step; ``None`` at the end of the replay or after ``timeout`` seconds.
 
-        Check :attr:`finished` to tell the two apart.
+        Check :attr:`finished` to tell the two apart. A message that is not a step or the end is
+        dropped and counted in :attr:`rejected`.
         """
         if self.finished:
             return None
-        if not self._sock.poll(None if timeout is None else int(timeout * 1000)):
-            return None
-        msg = self._sock.recv_json()
-        if msg.get("end"):
-            self.finished = True
-            return None
-        return LockstepStep(int(msg["step"]), float(msg["until"]), str(msg.get("recording", "")), dict(msg.get("counts", {})))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not self._sock.poll(wait):
+                return None
+            parts = self._sock.recv_multipart()
+            step = _parse_step(parts)
+            if isinstance(step, LockstepStep):
+                return step
+            if step is None:
+                self.finished = True
+                return None
+            self.rejected += 1
+            log.warning("dropping lockstep message from the player: %s (%d dropped so far)", step, self.rejected)
 
     def ack(self, step: LockstepStep | int) -> None:
         """Acknowledge a processed step; the player may then push the next one."""
@@ -135,14 +182,40 @@ class LockstepClient:
         self.close()
 
 
+def _load(parts: list[bytes]) -> object:
+    """The JSON value of a one-part message, or None when it is not one."""
+    if len(parts) != 1:
+        return None
+    try:
+        return json.loads(parts[0])
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _parse_step(parts: list[bytes]) -> LockstepStep | str | None:
+    """A step, None for the end of the replay, or why the message is neither."""
+    msg = _load(parts)
+    if not isinstance(msg, dict):
+        return f"not one JSON object: {parts[0][:60]!r}" if parts else "an empty message"
+    if msg.get("end") is True:
+        return None
+    step, until, counts = msg.get("step"), msg.get("until"), msg.get("counts", {})
+    if not _is_int(step) or step < 0:
+        return f"step must be an integer >= 0, got {step!r}"[:120]
+    if isinstance(until, bool) or not isinstance(until, (int, float)) or not math.isfinite(until):
+        return f"until must be a finite number, got {until!r}"[:120]
+    if not isinstance(counts, dict) or not all(_is_int(v) and v >= 0 for v in counts.values()):
+        return f"counts must map stream names to counts, got {counts!r}"[:120]
+    return LockstepStep(int(step), float(until), str(msg.get("recording", "")), {k: int(v) for k, v in counts.items()})
+
+
 class LockstepServer:
     """Player side: registers consumers, announces steps, waits for acknowledgements."""
 
     def __init__(self, *, endpoint: str = "tcp://127.0.0.1:*", window: int = 1) -> None:
         if window < 1:
             raise ValueError(f"lockstep window must be >= 1, got {window}")
-        self._sock = zmq.Context.instance().socket(zmq.ROUTER)
-        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock = _socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         try:
             self._sock.bind(endpoint)
@@ -155,6 +228,11 @@ class LockstepServer:
         self._consumers: dict[bytes, int] = {}  # identity -> last acked step
         self._names: dict[bytes, str] = {}
         self.wanted: set[str] = set()
+        self._announced = -1
+        #: Messages dropped because their shape was wrong or their sender never said hello.
+        self.rejected = 0
+        #: Consumers dropped because they acknowledged nothing within the ack timeout.
+        self.dropped = 0
 
     @property
     def consumers(self) -> int:
@@ -164,24 +242,55 @@ class LockstepServer:
     def _handle(self, timeout_ms: int) -> bool:
         if not self._sock.poll(timeout_ms):
             return False
-        ident, payload = self._sock.recv_multipart()
-        try:
-            msg = json.loads(payload)
-        except ValueError:
-            log.warning("ignoring malformed lockstep message %r", payload[:60])
+        parts = self._sock.recv_multipart()
+        ident = parts[0]
+        problem = self._check(parts)
+        if problem is not None:
+            self.rejected += 1
+            log.warning("dropping lockstep message from %s: %s (%d dropped so far)",
+                        self._names.get(ident, "an unknown peer"), problem, self.rejected)
             return True
+        msg = json.loads(parts[1])
         if "hello" in msg:
             self._consumers[ident] = -1
-            self._names[ident] = str(msg["hello"])
-            self.wanted.update(str(s) for s in msg.get("streams", []))
-            self._sock.send_multipart([ident, json.dumps({"welcome": self.streams}).encode()])
+            self._names[ident] = msg["hello"]
+            self.wanted.update(msg.get("streams", []))
+            self._send(ident, {"welcome": self.streams})
             log.info("lockstep consumer %s joined", msg["hello"])
-        elif "ack" in msg and ident in self._consumers:
+        elif "ack" in msg:
             self._consumers[ident] = max(self._consumers[ident], int(msg["ack"]))
-        elif "bye" in msg:
+        else:
             self._consumers.pop(ident, None)
             log.info("lockstep consumer %s left", self._names.pop(ident, "?"))
         return True
+
+    def _check(self, parts: list[bytes]) -> str | None:
+        """Why a message (ROUTER parts: identity, payload) is not one the protocol allows; None if it is."""
+        if len(parts) != 2:
+            return f"{len(parts) - 1} parts, expected 1"
+        try:
+            msg = json.loads(parts[1])
+        except (ValueError, UnicodeDecodeError):
+            return f"not JSON: {parts[1][:60]!r}"
+        if not isinstance(msg, dict):
+            return f"not a JSON object: {type(msg).__name__}"
+        if "hello" in msg:
+            name, streams = msg["hello"], msg.get("streams", [])
+            if not isinstance(name, str) or not 0 < len(name) <= 200:
+                return f"hello needs a string name of 1-200 characters, got {name!r}"[:120]
+            if not isinstance(streams, list) or not all(isinstance(x, str) for x in streams):
+                return f"hello streams must be a list of stream names, got {streams!r}"[:120]
+            return None
+        if parts[0] not in self._consumers:
+            return "the peer never said hello"
+        if "ack" in msg:
+            ack = msg["ack"]
+            if not _is_int(ack) or not -1 <= ack <= self._announced:
+                return f"ack must be the number of an announced step (0..{self._announced}), got {ack!r}"[:120]
+            return None
+        if "bye" in msg:
+            return None
+        return f"unknown message {sorted(msg)[:5]}"
 
     def wait_for_consumers(self, count: int, timeout: float) -> bool:
         """Block until ``count`` consumers have said hello, or ``timeout`` seconds pass."""
@@ -195,12 +304,14 @@ class LockstepServer:
 
     def announce(self, step: int, until: float, recording: str, counts: dict[str, int]) -> None:
         """Tell every consumer that step ``step`` has been pushed."""
+        self._announced = max(self._announced, int(step))
         self._broadcast({"step": step, "until": until, "recording": recording, "counts": counts})
 
     def wait_acks(self, step: int, *, timeout: float, stop=None) -> None:
         """Block until every consumer has acknowledged ``step - window + 1``.
 
-        Raises ``TimeoutError`` naming the silent consumers after ``timeout`` seconds.
+        A consumer silent for ``timeout`` seconds is dropped (and counted in :attr:`dropped`), so
+        the others go on; when none is left, raises :class:`LockstepError` naming the silent ones.
         """
         need = step - self.window + 1
         deadline = time.monotonic() + timeout
@@ -213,8 +324,18 @@ class LockstepServer:
                 return
             left = deadline - time.monotonic()
             if left <= 0:
-                silent = [self._names.get(i, "?") for i, s in self._consumers.items() if s < need]
-                raise TimeoutError(f"lockstep: no ack for step {need} from {silent} within {timeout} s")
+                silent = [i for i, s in self._consumers.items() if s < need]
+                names = [self._names.pop(i, "?") for i in silent]
+                for ident in silent:
+                    del self._consumers[ident]
+                self.dropped += len(silent)
+                log.warning("lockstep: dropping consumer(s) %s: no ack for step %d within %g s", names, need, timeout)
+                if not self._consumers:
+                    raise LockstepError(
+                        f"lockstep: no consumer left; {', '.join(names)} acknowledged no step {need} "
+                        f"within {timeout:g} s"
+                    ) from None
+                break
             self._handle(int(min(left, 0.05) * 1000) + 1)
 
     def finish(self) -> None:
@@ -222,13 +343,15 @@ class LockstepServer:
         self._broadcast({"end": True})
 
     def _broadcast(self, msg: dict) -> None:
-        payload = json.dumps(msg).encode()
         for ident in list(self._consumers):
-            try:
-                self._sock.send_multipart([ident, payload])
-            except zmq.ZMQError:
-                log.warning("lockstep consumer %s vanished", self._names.get(ident, "?"))
-                self._consumers.pop(ident, None)
+            self._send(ident, msg)
+
+    def _send(self, ident: bytes, msg: dict) -> None:
+        try:
+            self._sock.send_multipart([ident, json.dumps(msg).encode()])
+        except zmq.ZMQError:
+            log.warning("lockstep consumer %s vanished", self._names.get(ident, "?"))
+            self._consumers.pop(ident, None)
 
     def close(self) -> None:
         """Close the socket."""

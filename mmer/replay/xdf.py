@@ -3,19 +3,24 @@
 pyxdf does the clock work (clock-offset synchronisation, dejitter, clock-reset handling). It also
 silently skips damaged chunks, which would lose data without a word, so the file is first walked
 chunk by chunk (:func:`scan_xdf`) and any damage is reported with its byte offset. By default that
-is an error; with ``salvage=True`` the intact chunks are read and the damage becomes a
-:class:`~mmer.dataset.Defect`.
+is an error; with ``salvage=True`` the chunks before the first damaged one are read (the intact
+prefix: a crash most often cuts the last chunk, a clock offset or samples) and the damage becomes
+a :class:`~mmer.dataset.Defect`.
 
 Recording folders written by ``mmer record`` hold ``session.xdf``, ``session.json`` and
-``video/<source_id>.mp4`` (or ``.mkv``) with ``video/<source_id>.frames.csv``
-(``frame_index,timestamp``), and depth as ``video/<source_id>/<frame_index:06d>.png``. Each
-video's LSL frame-index stream (same ``source_id``) gives every frame its synchronised timestamp;
-the sidecar gives its pixels.
+``video/<stem>.mp4`` (or ``.mkv``) with ``video/<stem>.frames.csv`` (``frame_index,timestamp``),
+and depth as ``video/<stem>/<frame_index:06d>.png``, where ``<stem>`` is the stream's
+``source_id`` made safe as a file name (session.json names each file). A sidecar path that leaves
+the recording folder is refused. Each video's LSL frame-index stream (same ``source_id``) gives
+every frame its synchronised timestamp; the sidecar gives its pixels. Ground-truth markers (JSON
+strings with ``"phase": "onset"``, as the player and the synthetic sensors send them) become the
+recording's events.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import struct
@@ -26,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import pylsl
 
-from mmer.dataset import Defect, FrameError, FrameTrack, Recording, SampleTrack
+from mmer.dataset import Defect, Event, EventKind, FrameError, FrameTrack, Recording, SampleTrack
 from mmer.replay._base import Dataset, DatasetError, RecordingRef, select
-from mmer.replay._frames import ImageFolderReader, VideoFileReader
+from mmer.replay._frames import ImageFolderReader, VideoFileReader, video_info
 from mmer.streams import Channel, StreamSpec, StreamType
 
 __all__ = ["open_xdf", "scan_xdf", "ForeignSpec", "XdfProblem"]
@@ -267,13 +272,39 @@ class _SidecarReader:
         return self.inner(where)
 
 
-def _sidecar(folder: Path, spec: StreamSpec, indices: np.ndarray, defects: list[Defect], subject: str, video: str):
+def _inside(folder: Path, relative: str) -> Path:
+    """``folder / relative``, refused when it leaves ``folder`` (``..``, an absolute path, a link)."""
+    path = folder / relative
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise DatasetError(f"{folder}: refusing the sidecar path {relative!r}, which leaves the recording folder")
+    return path
+
+
+_MOVIES = (".mp4", ".mkv", ".avi")
+
+
+def _sidecar_stems(spec: StreamSpec, manifest: dict) -> list[str]:
+    """Where this stream's sidecar may be, relative to ``video/``: the manifest's file, the safe
+    stem of its source_id (:func:`mmer.live.recorder.sidecar_stem`), then the source_id itself
+    (recordings made before names were made safe)."""
+    from mmer.live.recorder import sidecar_stem
+
+    stems = []
+    for entry in manifest.get("files", {}).get("video", []) if isinstance(manifest.get("files"), dict) else []:
+        if isinstance(entry, dict) and entry.get("stream") == spec.name and isinstance(entry.get("file"), str):
+            name = entry["file"].removeprefix("video/")
+            stems.append(name.removesuffix(Path(name).suffix) if Path(name).suffix in _MOVIES else name)
+    return [*stems, sidecar_stem(spec.source_id), spec.source_id]
+
+
+def _sidecar(folder: Path, spec: StreamSpec, indices: np.ndarray, defects: list[Defect], subject: str, video: str,
+             manifest: dict):
     """Build the frame reader of one video stream from its sidecar; ``None`` when there is none."""
     vdir = folder / "video"
-    sid = spec.source_id
+    stems = _sidecar_stems(spec, manifest)
     if spec.type is StreamType.VIDEO_DEPTH:
-        ddir = vdir / sid
-        if not ddir.is_dir():
+        ddir = next((d for d in (_inside(vdir, stem) for stem in stems) if d.is_dir()), None)  # lazy: first hit wins
+        if ddir is None:
             return None
         paths = sorted(ddir.glob("*.png"))
         lookup = {}
@@ -283,10 +314,11 @@ def _sidecar(folder: Path, spec: StreamSpec, indices: np.ndarray, defects: list[
         inner = ImageFolderReader(paths, depth=True)
         label = str(ddir)
     else:
-        movie = next((vdir / f"{sid}{ext}" for ext in (".mp4", ".mkv", ".avi") if (vdir / f"{sid}{ext}").is_file()), None)
+        found = ((stem, movie) for stem in stems for ext in _MOVIES if (movie := _inside(vdir, stem + ext)).is_file())
+        stem, movie = next(found, (None, None))  # lazy: a later, unsafe candidate is never looked at
         if movie is None:
             return None
-        table = vdir / f"{sid}.frames.csv"
+        table = _inside(vdir, f"{stem}.frames.csv")
         if not table.is_file():
             raise DatasetError(f"{movie}: sidecar without its frame table {table.name}")
         lookup = {}
@@ -302,6 +334,21 @@ def _sidecar(folder: Path, spec: StreamSpec, indices: np.ndarray, defects: list[
                     raise DatasetError(f"{table}: line {lineno}: bad frame index {row[:1]}") from None
         inner = VideoFileReader(movie)
         label = str(movie)
+        # A movie cut off by a crash (an mp4 without its index) holds fewer frames than its table
+        # lists; they are damaged, and said so here rather than at replay. Only a container that
+        # declares too few frames is decoded through (an unfinished mkv declares none, yet plays).
+        try:
+            held = video_info(movie)[0]
+        except FrameError:
+            held = 0
+        if held < len(lookup):
+            held = _decodable_frames(movie)
+        if held < len(lookup):
+            defects.append(Defect(
+                kind="sidecar_damaged", file=label, action="counted: replay counts the missing frames as damaged",
+                subject=subject, video=video,
+                detail=f"the container holds {held} of the {len(lookup)} frames its table lists",
+            ))
     missing = np.setdiff1d(indices, np.fromiter(lookup.keys(), dtype=np.int64, count=len(lookup)))
     if missing.size:
         defects.append(
@@ -317,11 +364,27 @@ def _sidecar(folder: Path, spec: StreamSpec, indices: np.ndarray, defects: list[
     return _SidecarReader(indices, lookup, inner, label)
 
 
+def _decodable_frames(movie: Path) -> int:
+    """How many frames OpenCV can read from ``movie``, from the start until the first that fails."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(movie))
+    count = 0
+    try:
+        while cap.isOpened() and cap.grab():
+            count += 1
+    finally:
+        cap.release()
+    return count
+
+
 def _load_recording(path: Path, *, subject: str, video: str, salvage: bool) -> Recording:
     import pyxdf
 
     problems = scan_xdf(path)
     defects: list[Defect] = []
+    manifest = _manifest(path)
+    source: Path | io.BytesIO = path
     if problems:
         first = problems[0]
         if not salvage or first.offset == 0:
@@ -334,19 +397,21 @@ def _load_recording(path: Path, *, subject: str, video: str, salvage: bool) -> R
                 Defect(
                     kind="xdf_damage",
                     file=str(path),
-                    action="counted: intact chunks read, the damaged chunk is lost",
+                    action="counted: the chunks before the first damaged one are read, the rest is lost",
                     subject=subject,
                     video=video,
                     row=p.offset,
                     detail=p.message,
                 )
             )
+        with open(path, "rb") as fh:
+            source = io.BytesIO(fh.read(first.offset))  # pyxdf would stumble over the damage
     try:
-        streams, _header = pyxdf.load_xdf(str(path))
+        streams, _header = pyxdf.load_xdf(_rewound(source))
     except np.linalg.LinAlgError as err:
         # Degenerate clock offsets (one measurement, or all at one time) break pyxdf's robust fit;
         # the samples are fine, so read them without offset correction and say so.
-        streams, _header = pyxdf.load_xdf(str(path), synchronize_clocks=False)
+        streams, _header = pyxdf.load_xdf(_rewound(source), synchronize_clocks=False)
         defects.append(
             Defect(kind="clock_sync_failed", file=str(path), subject=subject, video=video,
                    action="counted: timestamps used without clock-offset correction", detail=str(err))
@@ -377,7 +442,7 @@ def _load_recording(path: Path, *, subject: str, video: str, salvage: bool) -> R
         if spec.is_video and not isinstance(spec, ForeignSpec):
             arr = np.asarray(series, dtype=np.float64).reshape(len(ts), -1)
             indices = arr[:, 0].astype(np.int64) if len(ts) else np.zeros(0, dtype=np.int64)
-            reader = _sidecar(path.parent, spec, indices, defects, subject, video)
+            reader = _sidecar(path.parent, spec, indices, defects, subject, video, manifest)
             if reader is None:
                 defects.append(
                     Defect(kind="no_sidecar", file=str(path), action="counted: frame timing replayed without pixels",
@@ -403,17 +468,50 @@ def _load_recording(path: Path, *, subject: str, video: str, salvage: bool) -> R
             samples[key] = SampleTrack(spec=spec, timestamps=rel, data=arr)
     return Recording(
         subject=subject, video=video, frames=frames, samples=samples, defects=defects,
+        events=_truth_events(samples, subject, video),
         meta={"dataset": "xdf", "path": str(path), "t0_lsl": t0},
     )
 
 
+def _truth_events(samples: dict[str, SampleTrack], subject: str, video: str) -> list[Event]:
+    """Events from ground-truth markers: one per JSON marker with ``"phase": "onset"``."""
+    events = []
+    for track in samples.values():
+        if track.spec.fmt != "string":
+            continue
+        for text in track.data:
+            try:
+                row = json.loads(text)
+                if not isinstance(row, dict) or row.get("phase") != "onset":
+                    continue
+                apex = row.get("apex")
+                events.append(Event(
+                    subject=subject, video=video, onset=int(row["onset"]), offset=int(row["offset"]),
+                    apex=None if apex is None else int(apex), kind=EventKind(row.get("kind", "me")),
+                    emotion=(row.get("emotion") or None) and str(row["emotion"]).lower(),
+                    objective_class=row.get("objective_class") or None, aus=str(row.get("aus") or ""),
+                ))
+            except (ValueError, TypeError, KeyError):
+                continue  # a marker that is not ground truth (a decision, a note)
+    return events
+
+
+def _rewound(source: Path | io.BytesIO) -> str | io.BytesIO:
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+        return source
+    return str(source)
+
+
 def _check_clock(rel: np.ndarray, spec: StreamSpec, defects: list[Defect], path: Path, subject: str, video: str) -> None:
-    if len(rel) < 2:
+    if len(rel) < 2 or spec.rate <= 0:
+        # Irregular streams (markers, events) carry the time of what they describe, not of their
+        # sending: a late decision stamped at its ME's onset is no clock defect.
         return
     step = np.diff(rel)
-    limit = max(JUMP_SECONDS, 20.0 / spec.rate) if spec.rate > 0 else None
+    limit = max(JUMP_SECONDS, 20.0 / spec.rate)
     back = int(np.count_nonzero(step < 0))
-    jumps = int(np.count_nonzero(step > limit)) if limit is not None else 0
+    jumps = int(np.count_nonzero(step > limit))
     if back or jumps:
         defects.append(
             Defect(
@@ -425,6 +523,18 @@ def _check_clock(rel: np.ndarray, spec: StreamSpec, defects: list[Defect], path:
                 detail=f"{spec.name}: {back} backward step(s), {jumps} forward jump(s) > {limit} s",
             )
         )
+
+
+def _manifest(file: Path) -> dict:
+    """``session.json`` beside an mmer recording's XDF (empty for other XDF files)."""
+    path = file.parent / "session.json"
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise DatasetError(f"{path}: not valid JSON ({err})") from err
+    return meta if isinstance(meta, dict) else {}
 
 
 def _identity(file: Path) -> tuple[str, str]:

@@ -15,9 +15,11 @@ import importlib
 import importlib.util
 import inspect
 
+from mmer.errors import MmerError
 from mmer.sensors.base import Sensor, SensorError, SensorHealth
 
-__all__ = ["ADAPTERS", "Sensor", "SensorError", "SensorHealth", "create_sensor", "get_adapter", "list_adapters"]
+__all__ = ["ADAPTERS", "Sensor", "SensorError", "SensorHealth", "SensorOptionError", "create_sensor", "get_adapter",
+           "list_adapters"]
 
 #: Adapter name -> ``module:Class``.
 ADAPTERS: dict[str, str] = {
@@ -48,16 +50,23 @@ def get_adapter(name: str) -> type[Sensor]:
         raise SensorError(f"sensor adapter {name!r}: {module_name} has no {cls_name}") from None
 
 
+class SensorOptionError(MmerError, ValueError):
+    """An adapter's option that it does not take, or a value it refuses (the message names both)."""
+
+
 def create_sensor(adapter: str, /, **options) -> Sensor:
-    """Build an adapter by name; unknown options raise ``ValueError`` listing the accepted ones."""
+    """Build an adapter by name; unknown options or bad values raise :class:`SensorOptionError`."""
     cls = get_adapter(adapter)
     params = inspect.signature(cls.__init__).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = sorted(set(options) - set(params) - {"self"})
     if unknown and not accepts_any:
         accepted = sorted(p for p in params if p != "self")
-        raise ValueError(f"sensor {adapter!r} does not take {unknown}; it accepts {accepted}")
-    return cls(**options)
+        raise SensorOptionError(f"sensor {adapter!r} does not take {unknown}; it accepts {accepted}")
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as err:
+        raise SensorOptionError(f"sensor {adapter!r}: bad option value: {err}") from None
 
 
 def list_adapters() -> list[dict]:

@@ -8,13 +8,19 @@ downstream (buffer, recorder, spotter) sees the same streams whether they come f
 replay or a simulator. Timestamps are moved onto this host's LSL clock with the inlet's
 ``time_correction()``; the device's original stream stays on the network, so a recorder can keep
 the raw one too. Samples only travel through numpy chunks.
+
+Units are converted to mmer's (:func:`unit_converter`): EDA to microsiemens, ECG to millivolts.
+A Shimmer GSR channel in kOhm is skin *resistance*, which moves the opposite way to conductance;
+republished as it was, every EDA feature would read it upside down. A unit mmer does not know is
+refused when the adapter starts (declare the right one with ``units``); a channel without a unit
+is taken to be in mmer's unit already, with a warning.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pylsl
@@ -24,7 +30,7 @@ from mmer.sensors.base import Sensor, SensorError
 from mmer.streams import PHYSIO_TYPES, Channel, StreamSpec, StreamType, physio_spec
 from mmer.transport import SampleOutlet
 
-__all__ = ["LSLPhysioInlet", "map_channels"]
+__all__ = ["LSLPhysioInlet", "map_channels", "unit_converter"]
 
 #: Label/type patterns recognised per modality (case-insensitive, matched on whole words).
 SYNONYMS: dict[StreamType, tuple[str, ...]] = {
@@ -35,6 +41,69 @@ SYNONYMS: dict[StreamType, tuple[str, ...]] = {
 }
 
 _CHUNK = 1024
+
+
+def _scale(factor: float) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda x: x * factor
+
+
+def _reciprocal(numerator: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Resistance to conductance; a resistance <= 0 has no conductance and becomes NaN (counted)."""
+
+    def convert(x: np.ndarray) -> np.ndarray:
+        out = np.full(x.shape, np.nan)
+        np.divide(numerator, x, out=out, where=x > 0)
+        return out
+
+    return convert
+
+
+#: Per modality with a physical unit: the unit spellings known (lower case, no spaces) and the
+#: conversion into mmer's unit. PPG and RSP are shapes in arbitrary units; their unit is kept.
+_UNITS: dict[StreamType, dict[str, Callable[[np.ndarray], np.ndarray]]] = {
+    StreamType.EDA: {
+        **dict.fromkeys(("microsiemens", "microsiemen", "us", "\u00b5s", "\u03bcs"), _scale(1.0)),
+        **dict.fromkeys(("siemens", "s"), _scale(1e6)),
+        **dict.fromkeys(("millisiemens", "ms"), _scale(1e3)),
+        **dict.fromkeys(("nanosiemens", "ns"), _scale(1e-3)),
+        **dict.fromkeys(("ohm", "ohms", "\u03c9", "\u2126"), _reciprocal(1e6)),
+        **dict.fromkeys(("kohm", "kohms", "kiloohm", "kiloohms", "k\u03c9", "k\u2126"), _reciprocal(1e3)),
+        **dict.fromkeys(("megaohm", "megaohms", "m\u03c9", "m\u2126"), _reciprocal(1.0)),
+    },
+    StreamType.ECG: {
+        **dict.fromkeys(("millivolts", "millivolt", "mv"), _scale(1.0)),
+        **dict.fromkeys(("microvolts", "microvolt", "uv", "\u00b5v", "\u03bcv"), _scale(1e-3)),
+        **dict.fromkeys(("volts", "volt", "v"), _scale(1e3)),
+    },
+}
+
+
+def unit_converter(kind: StreamType, unit: str) -> Callable[[np.ndarray], np.ndarray] | None:
+    """How to bring a channel of ``kind`` measured in ``unit`` into mmer's unit for that modality.
+
+    Returns
+    -------
+    callable or None
+        Maps a float array to mmer's unit; ``None`` when nothing is to be done (the unit is
+        mmer's, or the modality has no physical unit).
+
+    Raises
+    ------
+    SensorError
+        When ``unit`` is not one mmer knows for ``kind`` (the message lists those it knows).
+    """
+    known = _UNITS.get(kind)
+    key = re.sub(r"\s+", "", unit).lower()
+    if known is None or not key:
+        return None
+    if key not in known:
+        raise SensorError(
+            f"lsl_inlet: {kind.value} channel in unit {unit!r}, which mmer cannot convert to "
+            f"{physio_spec(kind).channels[0].unit}; known units: {', '.join(sorted(known))} "
+            f"(declare the right one with units={{'{kind.value}': ...}})"
+        )
+    convert = known[key]
+    return None if np.array_equal(convert(np.array([1.0, 2.0])), [1.0, 2.0]) else convert
 
 
 def _labels(info: pylsl.StreamInfo) -> tuple[list[str], list[str], list[str]]:
@@ -136,6 +205,9 @@ class LSLPhysioInlet(Sensor):
         Its LSL type, when neither name nor source id is known.
     mapping : mapping of str to str or int, optional
         Explicit modality-to-channel mapping (see :func:`map_channels`).
+    units : mapping of str to str, optional
+        The unit of a modality's channel (``{"EDA": "kOhm"}``) where the device's metadata has
+        none or a wrong one; see :func:`unit_converter`.
     prefix : str
         Republished names are ``<prefix>.eda`` and so on.
     timeout : float
@@ -151,12 +223,20 @@ class LSLPhysioInlet(Sensor):
         source_id: str | None = None,
         stream_type: str | None = None,
         mapping: Mapping[str, str | int] | None = None,
+        units: Mapping[str, str] | None = None,
         prefix: str = "mmer",
         timeout: float = 5.0,
     ) -> None:
         super().__init__()
         if not (stream or source_id or stream_type):
             raise ValueError("lsl_inlet: give the device stream's name, source_id or type")
+        self.units: dict[StreamType, str] = {}
+        for key, unit in dict(units or {}).items():
+            kind = StreamType(str(key).upper()) if str(key).upper() in {t.value for t in PHYSIO_TYPES} else None
+            if kind is None or not isinstance(unit, str):
+                raise ValueError(f"lsl_inlet: units must map EDA/ECG/PPG/RSP to a unit name, got {key!r}: {unit!r}")
+            unit_converter(kind, unit)  # an unknown unit fails here, before anything starts
+            self.units[kind] = unit
         self.query = [(k, v) for k, v in (("source_id", source_id), ("name", stream), ("type", stream_type)) if v]
         self.mapping = dict(mapping) if mapping else None
         self.prefix = prefix
@@ -164,6 +244,7 @@ class LSLPhysioInlet(Sensor):
         self._inlet: pylsl.StreamInlet | None = None
         self._outlets: dict[StreamType, SampleOutlet] = {}
         self._columns: dict[StreamType, int] = {}
+        self._convert: dict[StreamType, Callable[[np.ndarray], np.ndarray]] = {}
         self._specs: list[StreamSpec] = []
         self._offset = 0.0
         self._next_tc = 0.0
@@ -188,6 +269,7 @@ class LSLPhysioInlet(Sensor):
         labels, types, units = _labels(info)
         self._columns = map_channels(labels, types=types, stream_type=info.type(), mapping=self.mapping)
         manufacturer = info.desc().child("acquisition").child_value("manufacturer") or info.name()
+        specs: list[StreamSpec] = []
         for kind, col in self._columns.items():
             base = physio_spec(
                 kind,
@@ -197,9 +279,20 @@ class LSLPhysioInlet(Sensor):
                 manufacturer=manufacturer,
                 model=f"{info.name()} channel {labels[col]}",
             )
-            unit = units[col] or base.channels[0].unit
+            unit = self.units.get(kind, units[col])
+            convert = unit_converter(kind, unit)
+            if convert is not None:
+                self._convert[kind] = convert
+                self.log.info("lsl_inlet: %s channel %r converted from %s to %s", kind.value, labels[col], unit,
+                              base.channels[0].unit)
+            elif not unit.strip() and kind in _UNITS:
+                self.log.warning("lsl_inlet: %s channel %r has no unit; taken to be %s", kind.value, labels[col],
+                                 base.channels[0].unit)
+            unit = base.channels[0].unit if kind in _UNITS or not unit.strip() else unit
             spec = base.with_(channels=(Channel(kind.value, unit, kind.value),))
-            self._outlets[kind] = SampleOutlet(spec)
+            specs.append(spec)
+        for spec in specs:
+            self._outlets[StreamType(spec.type)] = SampleOutlet(spec)
             self._specs.append(spec)
         self._dtype = np.dtype(inlet.np_dtype)
         self._buf = np.zeros((_CHUNK, info.channel_count()), dtype=self._dtype)
@@ -246,7 +339,10 @@ class LSLPhysioInlet(Sensor):
         local = ts + self._offset
         for kind, col in self._columns.items():
             column = self._buf[:n, col : col + 1]
-            nans = int(np.isnan(column).sum()) if column.dtype.kind == "f" else 0
+            convert = self._convert.get(kind)
+            if convert is not None:
+                column = convert(column.astype(np.float64))
+            nans = int((~np.isfinite(column)).sum()) if column.dtype.kind == "f" else 0
             if nans:
                 self.health.nans += nans
             self._outlets[kind].push_chunk(column, local)

@@ -77,6 +77,11 @@ def spot_frames(
         signal = {name: list(rows) for name, rows in spotter.signal.items()}
         result = SpotResult(subject, video, found, signal, face, dict(spotter.rejected),
                             spotter.ms_per_frame(), spotter.frames, damaged)
+        # An ME is judged on the k frames before and after its apex, with neutral frames beyond.
+        short = result.frames < 3 * spotter.k
+    if short:
+        result.notes.append(f"only {result.frames} frame(s): an ME needs about {3 * spotter.k} at "
+                            f"{spotter.config.fps:g} fps (neutral frames before and after it)")
     if result.frames and face["with_landmarks"] == 0:
         result.notes.append("no face found in any frame: no candidates")
     elif face["lost_intervals"]:
@@ -152,9 +157,20 @@ def spot_video(
             fps = 30.0
         if config is None:
             config = SpotterConfig(fps=fps)
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
-        return spot_frames(_video_frames(cap, config.fps), subject=subject or path.stem, video=video or path.stem,
-                           config=config, total=total, progress=progress)
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        if not np.isfinite(count) or count < 1:
+            # A still image (a JPG renamed .mp4) opens as a one-frame stream without a frame count.
+            raise ValueError(f"{path}: not a video (the container declares no frame count)")
+        total = int(count)
+        result = spot_frames(_video_frames(cap, config.fps), subject=subject or path.stem, video=video or path.stem,
+                             config=config, total=total, progress=progress)
+        # Decoding stops at the first frame it cannot read; the frames the container declares
+        # after it are lost, and counted as damaged.
+        lost = total - result.frames
+        if lost > 0:
+            result.damaged_frames += lost
+            result.notes.append(f"{lost} of the {total} frames the container declares could not be decoded")
+        return result
     finally:
         cap.release()
 

@@ -5,8 +5,8 @@ Protocol (the MEGC 2019-2023 spotting challenges, as DESIGN.md states it):
 - a prediction and a ground-truth interval *can* match when ``IoU >= 0.5``, IoU taken over the
   inclusive frame sets ``[onset, offset]``;
 - matching is **one-to-one** within each video and expression type: a maximum-cardinality
-  assignment (Hungarian algorithm on weights ``1 + IoU``, so that the number of matches comes
-  first and total IoU breaks ties). A ground truth hit by two predictions yields one TP and one FP;
+  assignment (Hungarian algorithm on weights ``M + IoU`` with ``M`` larger than any total IoU
+  the video can reach, so that the number of matches comes first and total IoU breaks ties). A ground truth hit by two predictions yields one TP and one FP;
 - predictions labelled ``me`` are scored against ME ground truth, ``mae`` against macro-expression
   ground truth; blinks in the ground truth are not scored;
 - TP, FP and FN are pooled over all videos, then ``precision = TP / (TP + FP)``,
@@ -85,7 +85,11 @@ def match_intervals(
     eligible = iou >= threshold - 1e-12
     if not eligible.any():
         return []
-    weight = np.where(eligible, 1.0 + iou, 0.0)
+    # Big-M weights: one more pair is worth ``M`` and a whole matching's IoU is at most
+    # ``min(n_pred, n_truth) < M``, so no IoU total can pay for a lost pair (with ``1 + IoU`` a
+    # chain of near-exact pairs outweighs one more pair at IoU ~0.54).
+    big_m = min(iou.shape) + 1.0
+    weight = np.where(eligible, big_m + iou, 0.0)
     rows, cols = linear_sum_assignment(weight, maximize=True)
     return [(int(r), int(c), float(iou[r, c])) for r, c in zip(rows, cols) if eligible[r, c]]
 

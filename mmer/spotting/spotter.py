@@ -19,8 +19,8 @@ How it works (one pass per frame, the batch form replays a recording through the
    talking mouth does not dominate); the frame score is the largest ROI score, smoothed. Macro
    expressions get the same treatment at a longer scale ``K = macro_scale * k``, with ``P(i) -
    P(i-K)`` chained from the k-step vectors.
-4. **Peaks** - an ME apex beats the scores of half the scale before it and ``confirm_frames``
-   after it (a trailing two-frame mean, so the decision waits for no more frames than that); a
+4. **Peaks** - an ME apex beats the scores of half the scale before it and ``confirm_s``
+   after it (a trailing mean over ``smooth_s``, so the decision waits for no more than that); a
    macro apex beats half its scale on either side. They must reach ``min_score`` and
    ``macro_min_score`` (the score is already relative to each ROI's motion level) and, when ``p > 0``, ``mean + p * (max - mean)``
    of the score over a trailing window.
@@ -34,18 +34,21 @@ How it works (one pass per frame, the batch form replays a recording through the
    scale drops short ones (blinks and MEs caught in its wide window, which the ME scale judges)
    and windows whose far end still holds the expression (their detrended apex would sit at the
    onset).
-6. **Blinks and speech** - a frame whose eye aspect ratio dips below ``blink_drop`` of its recent
-   median is a blink; the eye, brow and glabella ROIs score zero wherever a blink lies within the
-   comparison span, so blinks never become candidates (the suppressed frames are counted). A
+6. **Blinks and speech** - a frame whose upper lid drops below ``blink_drop`` of its recent
+   median height is a blink (a smile raises the lower lid and is not one); the eye, brow and
+   glabella ROIs score zero wherever a blink lies within the comparison span, so blinks never
+   become candidates (the suppressed frames are counted). A
    candidate during repeated opening and closing of the lips or jaw (speech), or whose own
    displacement profile goes out and back more than once, is dropped and counted.
 7. **Head motion** - an ME candidate is dropped (and counted) when the landmark alignment moved
    more than ``head_motion`` of the crop within ``k`` frames on either side of the apex: after a
    head jerk, or while a blink drags the mesh, what the rigid fit leaves is as large as an ME.
 
-An ME candidate is emitted ``k + confirm_frames`` frames after its score peak, with its interval
-cut from the frames there are by then: a few frames after its offset, within the longest ME. When
-the displacement profile already peaks at the newest scored frame (or the one after it) and has
+Every span is set in seconds and turned into frames once, so 100 and 200 fps cameras see the same
+windows as 30 fps ones. An ME candidate is emitted ``k`` frames plus ``confirm_s`` after its score
+peak, with its interval cut from the frames there are by then: a few frames after its offset,
+within the longest ME. When the displacement profile already peaks at the newest scored frame (or
+the sample after it) and has
 come back before the newest frame, with no blink near, the candidate is emitted ``k`` frames after
 the score peak, without waiting for the confirmation.
 """
@@ -63,14 +66,14 @@ import numpy as np
 
 from mmer.features.face import FaceTracker, alignment_matrix
 from mmer.features.flow import optical_flow, rigid_motion
-from mmer.features.roi import REFERENCE_ROI, ROI_LANDMARKS, eye_aspect_ratio, face_rois
+from mmer.features.roi import REFERENCE_ROI, ROI_LANDMARKS, eye_aspect_ratio, face_rois, upper_lid_height
 
 __all__ = ["Candidate", "RULES", "SpotterConfig", "Spotter", "STAGES"]
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("face", "align", "flow", "signal", "peaks")
-#: Rejection rules that ``SpotterConfig.rules_off`` can switch off.
+#: The rejection rules, each of which :attr:`SpotterConfig.rules` can turn off (to measure its cost).
 RULES = ("head_motion", "speech", "ramp", "oscillation", "blink")
 _ROIS = tuple(name for name in ROI_LANDMARKS if name != REFERENCE_ROI)
 # ROIs a blink reaches: the lids and, through the skin around them, the brows and glabella.
@@ -131,9 +134,12 @@ class SpotterConfig:
     head_motion : float
         An ME candidate is dropped when the landmark alignment moved more than this fraction of
         the crop side (2 px of 128) within ``k`` frames on either side of its apex.
-    confirm_frames : int
-        Frames after an ME score peak that must score lower before the apex is confirmed (the
-        emission delay is at most ``k + confirm_frames`` frames after the score peak).
+    confirm_s : float
+        Time after an ME score peak that must score lower before the apex is confirmed (the
+        emission delay is at most ``k`` frames plus this after the score peak); one frame at least.
+    smooth_s : float
+        Width of the score smoothing: a trailing mean over this span on the ME scale (the live
+        decision never waits for it), a centred one on the macro scale; two frames at least.
     macro : bool
         Also look for macro-expressions at scale ``macro_scale * k``.
     macro_scale : int
@@ -149,19 +155,24 @@ class SpotterConfig:
     oscillation : float
         An ME candidate whose displacement profile reverses three times by more than
         ``oscillation`` times its peak (two bumps or more) is dropped as speech-like motion.
-    speech_s, speech_step, speech_reversals, speech_relative : float, float, int, float
+    speech_s, speech_step, speech_px, speech_reversals, speech_relative : float, float, float, int, float
         A candidate is dropped as speech when the lip gap (landmarks 13-14, in
         units of the outer-eye-corner distance) reverses ``speech_reversals`` times by more than
-        ``max(speech_step, 5 x its noise, speech_relative x its range)`` within ``+-speech_s``.
-        The last term lets an expression that parts the lips once, with the mesh wobbling on
-        its way, pass; syllables each move the lips by a good part of the range.
+        ``max(speech_step, speech_px / eye distance, 5 x its noise, speech_relative x its range)``
+        within ``+-speech_s``. The pixel term keeps the step above the mesh's own wobble on a
+        small face (0.01 eye distances is 1.5 px on a 640x480 frame but under 1 px on a 128 px
+        face crop); the last term lets an expression that parts the lips once, with the mesh
+        wobbling on its way, pass; syllables each move the lips by a good part of the range.
     blink_drop : float
-        A blink is an eye aspect ratio below ``blink_drop`` times its median over the
-        previous ``blink_s`` seconds.
+        A blink is an upper-lid height (above the line through the eye corners, in eye widths)
+        below ``blink_drop`` times its median over the previous ``blink_s`` seconds. The upper lid
+        is what closes in a blink; a smile narrows the eye from below (the cheek pushes the lower
+        lid up), which the eye aspect ratio cannot tell from a blink.
     blink_s : float
-    rules_off : frozenset of str
-        Rejection rules switched off, from :data:`RULES`: for measuring what each rule costs and
-        earns (``mmer bench spot --rule-cost``), not for use.
+    rules : tuple of str
+        The rejection rules in force, a subset of :data:`RULES` (all by default). Turning one off
+        measures what it costs and what it removes; ``"blink"`` stops blinks from silencing the
+        eye, brow and glabella ROIs.
     """
 
     fps: float = 30.0
@@ -176,7 +187,8 @@ class SpotterConfig:
     noise_s: float = 4.0
     noise_floor_px: float = 0.03
     head_motion: float = 0.016
-    confirm_frames: int = 1
+    confirm_s: float = 1 / 30
+    smooth_s: float = 2 / 30
     macro: bool = True
     macro_scale: int = 7
     macro_min_score: float = 5.0
@@ -185,11 +197,12 @@ class SpotterConfig:
     oscillation: float = 0.35
     speech_s: float = 0.8
     speech_step: float = 0.010
+    speech_px: float = 1.5
     speech_reversals: int = 3
     speech_relative: float = 0.3
-    blink_drop: float = 0.85
+    blink_drop: float = 0.8
     blink_s: float = 1.0
-    rules_off: frozenset[str] = frozenset()
+    rules: tuple[str, ...] = RULES
 
     def __post_init__(self) -> None:
         if self.fps <= 0:
@@ -206,14 +219,24 @@ class SpotterConfig:
             raise ValueError(f"p must be in [0, 1], got {self.p}")
         if self.macro_scale < 2:
             raise ValueError(f"macro_scale must be at least 2, got {self.macro_scale}")
-        unknown = sorted(set(self.rules_off) - set(RULES))
-        if unknown:
-            raise ValueError(f"rules_off: unknown rule(s) {unknown}; choose from {list(RULES)}")
-        object.__setattr__(self, "rules_off", frozenset(self.rules_off))
         if not 0 <= self.speech_relative < 1:
             raise ValueError(f"speech_relative must be in [0, 1), got {self.speech_relative}")
         if not 0 < self.edge_fraction < 1 / 3:
             raise ValueError(f"edge_fraction must be in (0, 1/3), got {self.edge_fraction}")
+        unknown = set(self.rules) - set(RULES)
+        if unknown:
+            raise ValueError(f"unknown rule(s) {sorted(unknown)}; known: {', '.join(RULES)}")
+        if not 0 < self.blink_drop < 1:
+            raise ValueError(f"blink_drop must be in (0, 1), got {self.blink_drop}")
+        for name in ("confirm_s", "smooth_s", "window_s", "noise_s", "speech_s", "blink_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+
+    def frames(self, seconds: float, *, least: int = 1) -> int:
+        """``seconds`` at this frame rate, rounded, and at least ``least`` frames: every duration
+        is set in seconds and turned into frames here, so that 30, 100 and 200 fps see the same
+        spans of time."""
+        return max(least, round(seconds * self.fps))
 
     @property
     def ref(self) -> int:
@@ -268,8 +291,10 @@ class _Frame:
     t: float
     crop: np.ndarray | None = None
     ear: float = float("nan")
+    lid: float = float("nan")
     blink: bool = False
     mouth: np.ndarray | None = None  # lip gap and jaw drop, in outer-eye-corner distances
+    eyes_px: float = float("nan")  # outer-eye-corner distance in frame pixels
     v: np.ndarray | None = None  # (R, 2) k-step ROI displacement
     fit: np.ndarray | None = None  # this frame's own landmark alignment (2x3), held or not
 
@@ -305,7 +330,7 @@ class Spotter:
     ``push`` returns the candidates confirmed by that frame; ``flush`` returns the rest at the end
     of a stream. ``timings`` holds the seconds spent per stage, ``frames`` the frames pushed,
     ``rejected`` the counts of dropped candidates by reason, ``signal`` the per-frame score as
-    ``(frame_index, t, score)`` per scale.
+    ``(frame_index, t, score)`` per scale, ``blinks`` the indices of the frames taken for blinks.
     """
 
     def __init__(
@@ -326,15 +351,23 @@ class Spotter:
         self._tracks = [_Track("me", self.k)]
         if cfg.macro:
             self._tracks.append(_Track("mae", self.k * cfg.macro_scale))
-        self._keep = 3 * max(t.scale for t in self._tracks) + 4 * self.k + 8
+        # Every span below is set in seconds (the config) and turned into frames once, here.
+        self._confirm = cfg.frames(cfg.confirm_s)
+        self._smooth = cfg.frames(cfg.smooth_s, least=2)
+        self._history = cfg.frames(cfg.window_s)
+        self._speech_span = cfg.frames(cfg.speech_s)
+        self._roi_refresh = cfg.frames(0.5)
+        self._step = cfg.frames(1 / 30)  # displacement profiles are sampled at about 30 Hz
+        self._keep = 3 * max(t.scale for t in self._tracks) + 4 * self.k + 2 * self._smooth + 8
         self._frames: dict[int, _Frame] = {}
         self._pos = 0
         self._matrix: np.ndarray | None = None
         self._crop_landmarks: np.ndarray | None = None
         self._boxes: dict[str, tuple[int, int, int, int]] | None = None
-        self._noise: deque = deque(maxlen=max(8, round(cfg.noise_s * cfg.fps)))
-        self._ears: deque = deque(maxlen=max(4, round(cfg.blink_s * cfg.fps)))
-        self._mouth_steps: deque = deque(maxlen=max(8, round(10.0 * cfg.fps)))
+        self._noise: deque = deque(maxlen=cfg.frames(cfg.noise_s, least=8))
+        self._ears: deque = deque(maxlen=cfg.frames(cfg.blink_s, least=4))
+        self._lids: deque = deque(maxlen=cfg.frames(cfg.blink_s, least=4))
+        self._mouth_steps: deque = deque(maxlen=cfg.frames(10.0, least=8))
         self._emitted: deque = deque(maxlen=32)
         self._direct: tuple[tuple[int, int] | None, dict[int, np.ndarray | None]] = (None, {})
         self._clock = clock
@@ -343,6 +376,7 @@ class Spotter:
         self.rejected = dict.fromkeys(("blink_frames", "speech", "too_long", "too_short", "ramp", "oscillation",
                                        "overlap", "no_face", "head_motion"), 0)
         self.signal: dict[str, deque] = {t.name: deque(maxlen=signal_frames) for t in self._tracks}
+        self.blinks: deque = deque(maxlen=signal_frames)
 
     # -- public -------------------------------------------------------------------------------
     def push(self, frame_index: int, t: float, frame: np.ndarray | None) -> list[Candidate]:
@@ -427,15 +461,21 @@ class Spotter:
         cfg = self.config
         ear = eye_aspect_ratio(landmarks)
         rec.ear = ear
+        rec.lid = upper_lid_height(landmarks)
+        if np.isfinite(rec.lid):
+            # The baseline holds every frame: a blink is too short to move a one-second median,
+            # and an eye held narrower (a squint, a smile) becomes the new normal within it.
+            if len(self._lids) >= 4:
+                rec.blink = rec.lid < cfg.blink_drop * float(np.median(np.asarray(self._lids)))
+                if rec.blink:
+                    self.blinks.append(rec.index)
+            self._lids.append(rec.lid)
         if np.isfinite(ear):
-            if len(self._ears) >= 4:
-                rec.blink = ear < cfg.blink_drop * float(np.median(np.asarray(self._ears)))
-            # Blink frames stay out of the baseline, so a long blink does not become "open".
-            if not rec.blink:
-                self._ears.append(ear)
+            self._ears.append(ear)
         # Speech moves the lips apart, or (a closed mouth that the mesh keeps closed) drops the
         # lower lip with the jaw: both are watched, relative to the outer-eye-corner distance.
         eyes = max(float(np.linalg.norm(landmarks[33] - landmarks[263])), 1e-6)
+        rec.eyes_px = eyes
         eye_mid = (landmarks[33, :2] + landmarks[263, :2]) / 2.0
         rec.mouth = np.array([np.linalg.norm(landmarks[13, :2] - landmarks[14, :2]),
                               np.linalg.norm(landmarks[17, :2] - eye_mid)]) / eyes
@@ -453,7 +493,7 @@ class Spotter:
                 self._matrix = matrix
         matrix = self._matrix
         rec.crop = self._crop(frame, matrix)
-        if self._boxes is None or self.frames % 15 == 0:
+        if self._boxes is None or self.frames % self._roi_refresh == 0:
             # ROI boxes follow a slow average of the landmarks, refreshed twice a second.
             pts = cv2.transform(landmarks[None, :, :2].astype(np.float64), matrix)[0]
             self._crop_landmarks = pts if self._crop_landmarks is None else 0.7 * self._crop_landmarks + 0.3 * pts
@@ -542,7 +582,7 @@ class Spotter:
             level = np.maximum(level * np.sqrt(track.scale / self.k), self.config.noise_floor_px)
             dot = -(before * after).sum(axis=1)
             per_roi = np.sqrt(np.maximum(dot, 0.0)) / level
-            if "blink" not in self.config.rules_off and self._blink_near(j, track.scale):
+            if "blink" in self.config.rules and self._blink_near(j, track.scale):
                 # Eyelids in a blink go out and back like an ME: the eye ROIs sit this one out.
                 per_roi[_EYE_ROIS] = 0.0
                 self.rejected["blink_frames"] += track.name == "me"
@@ -553,23 +593,28 @@ class Spotter:
         track.scores.pop(j - self._keep, None)
         track.rois.pop(j - self._keep, None)
         track.history.append(score)
-        while len(track.history) > round(self.config.window_s * self.config.fps):
+        while len(track.history) > self._history:
             track.history.popleft()
         self.signal[track.name].append((rec.index, rec.t, score))
 
+    def _lead(self, track: _Track) -> int:
+        """Frames of future score the smoothing of ``track`` needs (none on the ME scale)."""
+        return 0 if track.name == "me" else max(1, self._smooth // 2)
+
     def _smoothed(self, track: _Track, j: int) -> float:
-        # ME scale: a trailing mean (this frame and the one before), so the live decision never
-        # waits for the next score; the macro scale, with time to spare, averages both sides.
-        taps = (j - 1, j) if track.name == "me" else (j - 1, j, j + 1)
+        # ME scale: a trailing mean over ``smooth_s``, so the live decision never waits for the
+        # next score; the macro scale, with time to spare, averages both sides.
+        lead = self._lead(track)
+        taps = range(j - self._smooth + 1, j + 1) if track.name == "me" else range(j - lead, j + lead + 1)
         vals = [track.scores[i] for i in taps if i in track.scores]
         return float(np.mean(vals)) if vals else 0.0
 
     def _peaks(self, track: _Track, pos: int, *, final: bool) -> list[Candidate]:
         half = max(2, track.scale // 2)
-        # An ME apex is confirmed once its score has fallen for ``confirm_frames`` frames (the
+        # An ME apex is confirmed once its score has fallen for ``confirm_s`` (the
         # live decision waits for it); a macro apex must beat half its scale on both sides.
-        ahead = min(half, self.config.confirm_frames) if track.name == "me" else half
-        newest = pos - track.scale - (track.name != "me")  # the newest frame whose smoothed score is known
+        ahead = min(half, self._confirm) if track.name == "me" else half
+        newest = pos - track.scale - self._lead(track)  # the newest frame whose smoothed score is known
         if final:
             candidates = [(j, ahead) for j in track.scores if j > newest - ahead and j > track.last_apex]
         else:
@@ -602,7 +647,7 @@ class Spotter:
         """The candidate around apex ``j``, or None when it is rejected (counted by reason).
 
         With ``settled``, a tentative look before the apex is confirmed: None, with nothing counted,
-        unless no blink is near, the displacement peaks at ``j`` or the frame after it (the score
+        unless no blink is near, the displacement peaks at ``j`` or the sample after it (the score
         cannot peak much later), and the profile's return lies before the newest frame.
         """
         if settled:
@@ -612,7 +657,7 @@ class Spotter:
             cand = self._interval(track, j, score)
             self.rejected = counts
             newest = self._frames[self._pos - 1].index
-            if cand is None or cand.apex > self._frames[j].index + 1 or cand.offset >= newest:
+            if cand is None or cand.apex > self._frames[j].index + self._step or cand.offset >= newest:
                 return None
             return cand
         cfg = self.config
@@ -622,10 +667,10 @@ class Spotter:
             self.rejected["no_face"] += 1
             return None
         scale = track.scale
-        if "speech" not in cfg.rules_off and self._speaking(j):
+        if "speech" in cfg.rules and self._speaking(j):
             self.rejected["speech"] += 1
             return None
-        if track.name == "me" and "head_motion" not in cfg.rules_off and self._head_moved(j):
+        if track.name == "me" and "head_motion" in cfg.rules and self._head_moved(j):
             self.rejected["head_motion"] += 1
             return None
         # Neutral ends: half the ME scale beyond the comparison span, half the scale for macros
@@ -642,7 +687,7 @@ class Spotter:
         if j - lo < max(2, scale // 2) or hi - j < max(2, scale // 2):
             self.rejected["no_face"] += 1
             return None
-        disp = self._profile(lo, hi, j, roi, step=1 if track.name == "me" else 2)
+        disp = self._profile(lo, hi, j, roi, step=self._step if track.name == "me" else 2 * self._step)
         if j not in disp:
             self.rejected["no_face"] += 1
             return None
@@ -657,7 +702,7 @@ class Spotter:
             return None
         profile = d @ (direction / norm)
         peak = int(np.argmax(profile))
-        if "ramp" not in cfg.rules_off and np.linalg.norm(drift) > cfg.ramp_ratio * profile[peak]:
+        if "ramp" in cfg.rules and np.linalg.norm(drift) > cfg.ramp_ratio * profile[peak]:
             # The region ends far from where it started. On the ME scale: a bump on the rise or
             # fall of a larger movement, which the macro scale judges whole. On the macro scale:
             # the score rose before the expression began (a large movement after, noise before),
@@ -665,8 +710,7 @@ class Spotter:
             # expression itself judges it.
             self.rejected["ramp"] += 1
             return None
-        oscillating = track.name == "me" and _reversals(profile, cfg.oscillation * profile[peak]) >= 3
-        if oscillating and "oscillation" not in cfg.rules_off:
+        if track.name == "me" and "oscillation" in cfg.rules and _reversals(profile, cfg.oscillation * profile[peak]) >= 3:
             # The region went out and back more than once around the apex: speech or chewing
             # that the landmarks missed (a closed mouth, a small movement), not one expression.
             self.rejected["oscillation"] += 1
@@ -744,15 +788,17 @@ class Spotter:
         expression opens it once. Counts reversals of the lip gap and of the jaw drop larger than
         a noise-scaled step (a zigzag with hysteresis); either one reversing often enough is speech."""
         cfg = self.config
-        span = round(cfg.speech_s * cfg.fps)
-        signals = [f.mouth for f in (self._frames.get(i) for i in range(j - span, j + span + 1))
-                   if f is not None and f.mouth is not None]
-        if len(signals) < 4:
+        span = self._speech_span
+        near = [f for f in (self._frames.get(i) for i in range(j - span, j + span + 1))
+                if f is not None and f.mouth is not None]
+        if len(near) < 4:
             return False
-        signals = np.asarray(signals)
+        signals = np.asarray([f.mouth for f in near])
+        sizes = [f.eyes_px for f in near if np.isfinite(f.eyes_px)]
+        wobble = cfg.speech_px / float(np.median(sizes)) if sizes else 0.0
         # Landmark noise: the median frame-to-frame change over the last 10 s.
         noise = np.median(np.asarray(self._mouth_steps), axis=0) if self._mouth_steps else np.zeros(2)
-        steps = [max(cfg.speech_step, 5.0 * float(noise[c]), cfg.speech_relative * float(np.ptp(signals[:, c])))
+        steps = [max(cfg.speech_step, wobble, 5.0 * float(noise[c]), cfg.speech_relative * float(np.ptp(signals[:, c])))
                  for c in range(signals.shape[1])]
         return any(_reversals(signals[:, c], step) >= cfg.speech_reversals for c, step in enumerate(steps))
 
