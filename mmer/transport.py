@@ -11,6 +11,7 @@ Sockets bind to ``127.0.0.1`` by default; pass an explicit endpoint to serve oth
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -263,10 +264,8 @@ class FrameSubscriber:
         """Connect to every publisher afresh (after ZeroMQ dropped a connection that sent an
         oversized message; a publisher that merely went away is reconnected by ZeroMQ itself)."""
         for endpoint in self.endpoints:
-            try:
+            with contextlib.suppress(zmq.ZMQError):  # already gone
                 self._sock.disconnect(endpoint)
-            except zmq.ZMQError:
-                pass  # already gone
             self._sock.connect(endpoint)
 
     def recv(self, timeout: float | None = None) -> Frame | None:

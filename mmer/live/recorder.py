@@ -434,11 +434,9 @@ class _ShieldedLabRecorder:
         if self._entered:
             return
         self._entered = True
-        try:
+        with contextlib.suppress(OSError, ValueError):  # gone already: its exit code says how it ended
             self._process.stdin.write("\n")
             self._process.stdin.flush()
-        except (OSError, ValueError):
-            pass  # it is gone already; its exit code says how it ended
 
     def stop(self, timeout: float | None = None) -> None:
         """Press Enter and wait up to ``timeout`` s (``LABRECORDER_STOP_S``) for the footers; kill it after that.
